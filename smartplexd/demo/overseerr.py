@@ -142,9 +142,9 @@ class OverseerrState:
     def __init__(self, universe: Universe) -> None:
         self.universe = universe
         self.now = universe.now
+        # plexId = the simulated Plex's account id, so a user is one number in every simulated service.
         self.users: dict[int, OUser] = {
-            i: OUser(i, name, 1_000_000 + i, universe.now - 900 * DAY)
-            for i, name in enumerate(USERS, start=1)
+            i: OUser(i, name, i, universe.now - 900 * DAY) for i, name in enumerate(USERS, start=1)
         }
         self.user_ids = {u.name: u.id for u in self.users.values()}
         self.media: dict[int, OMedia] = {}

@@ -10,10 +10,10 @@ Commands: ``get_history``, ``get_library_media_info``, ``get_item_watch_time_sta
 ``get_item_user_stats``, ``get_libraries``, ``get_users``, ``get_server_info``, ``get_activity``,
 ``get_home_stats``, ``get_tautulli_info``, ``status``, ``arnold``.
 
-Library sections are fixed: ``1`` = Movies, ``2`` = TV Shows. A user's ``user_id`` is
-``1_000_000 + position in universe.USERS (1-based)`` — the same number the simulated Overseerr calls
-``plexId`` — and ``friendly_name`` is the capitalised username. Relative time ("last 7 days") is measured
-from ``universe.now``.
+Library sections are fixed, as in the simulated Plex: ``1`` = Movies, ``2`` = TV Shows. A user's
+``user_id`` is their position in ``universe.USERS`` (1-based) — the simulated Plex's account id and the
+simulated Overseerr's ``plexId`` — and ``friendly_name`` is the capitalised username. Relative time
+("last 7 days") is measured from ``universe.now``.
 
 History and library rows are built once and then sliced, so paging a large library stays cheap. Tests add
 plays through ``app[TAUTULLI_STATE].add_play(...)`` or, from another process, through routes that need no
@@ -47,7 +47,8 @@ SHOWS_SECTION = 2
 WATCHED_PERCENT = 85
 """Tautulli's default movie/tv "watched" threshold (percent)."""
 
-USER_IDS = {name: 1_000_000 + i for i, name in enumerate(USERS, start=1)}
+USER_IDS = {name: i for i, name in enumerate(USERS, start=1)}
+"""Username → Plex account id, the same numbers the simulated Plex and Overseerr use."""
 
 _HISTORY_ORDER = {
     "date",
