@@ -49,10 +49,10 @@ class ThreadedServer:
         self._runner, self.url = fut.result(timeout=10)
         return self
 
-    def call(self, fn, *args):  # noqa: ANN001, ANN201 - run a plain function on the server's loop
+    def call(self, fn, *args):
         """Run ``fn(*args)`` on the server's loop thread (to mutate its state without races)."""
 
-        async def _run():  # noqa: ANN202
+        async def _run():
             return fn(*args)
 
         return asyncio.run_coroutine_threadsafe(_run(), self._loop).result(timeout=10)

@@ -19,12 +19,66 @@ DAY = 86_400
 USERS = ("admin", "alice", "bob", "carol", "dave")
 """Plex accounts that appear in Tautulli history and Overseerr requests. ``admin`` owns the Plex token."""
 
-_WORDS = (
-    "Silent Echo Midnight Harbor Crimson River Paper Moon Iron Garden Lost Signal Hollow Crown Glass "
-    "Kingdom Northern Lights Broken Compass Winter Station Golden Hour Last Orbit Quiet Storm Velvet "
-    "Machine Distant Shore Electric Desert Secret Archive Falling Sky Burning Bridge Open Road Shadow "
-    "Protocol Wild Frontier Hidden Valley Steel Horizon Ember Tide Neon City Frozen Lake Black Meridian"
-).split()
+_WORDS = [
+    "Silent",
+    "Echo",
+    "Midnight",
+    "Harbor",
+    "Crimson",
+    "River",
+    "Paper",
+    "Moon",
+    "Iron",
+    "Garden",
+    "Lost",
+    "Signal",
+    "Hollow",
+    "Crown",
+    "Glass",
+    "Kingdom",
+    "Northern",
+    "Lights",
+    "Broken",
+    "Compass",
+    "Winter",
+    "Station",
+    "Golden",
+    "Hour",
+    "Last",
+    "Orbit",
+    "Quiet",
+    "Storm",
+    "Velvet",
+    "Machine",
+    "Distant",
+    "Shore",
+    "Electric",
+    "Desert",
+    "Secret",
+    "Archive",
+    "Falling",
+    "Sky",
+    "Burning",
+    "Bridge",
+    "Open",
+    "Road",
+    "Shadow",
+    "Protocol",
+    "Wild",
+    "Frontier",
+    "Hidden",
+    "Valley",
+    "Steel",
+    "Horizon",
+    "Ember",
+    "Tide",
+    "Neon",
+    "City",
+    "Frozen",
+    "Lake",
+    "Black",
+    "Meridian",
+]
 
 QUALITY_PROFILES = {1: "Any", 4: "HD-1080p", 5: "Ultra-HD"}
 

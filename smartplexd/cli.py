@@ -1,0 +1,359 @@
+"""The command line: ``smartplexd [-c CONFIG] COMMAND``.
+
+Every command is a thin call into the modules that own the work; this file parses arguments, loads the
+config, opens the store, prints tables or ``--json``, and maps errors to the exit codes of
+ARCHITECTURE §6 (0 ok · 1 error · 2 invalid config or usage · 3 partial · 4 refused · 5 Plex 401).
+
+Commands are registered with :func:`command`; each gets ``(args, app)`` where :class:`App` lazily loads
+the config and opens the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from smartplexd import __version__
+from smartplexd.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, SmartplexdError
+
+Handler = Callable[[argparse.Namespace, "App"], int]
+
+
+@dataclass
+class _Command:
+    name: str
+    help: str
+    handler: Handler
+    configure: Callable[[argparse.ArgumentParser], None] | None
+    json: bool
+
+
+_COMMANDS: list[_Command] = []
+
+
+def command(
+    name: str, help: str, *, json: bool = False, args: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a CLI command. ``name`` may contain a space for sub-commands (``"db migrate"``)."""
+
+    def register(fn: Handler) -> Handler:
+        _COMMANDS.append(_Command(name, help, fn, args, json))
+        return fn
+
+    return register
+
+
+@dataclass
+class App:
+    """What a command needs, created on first use: the config, the store, who is acting."""
+
+    config_path: str
+    out: Any = field(default_factory=lambda: sys.stdout)
+    err: Any = field(default_factory=lambda: sys.stderr)
+
+    @cached_property
+    def config(self) -> Any:
+        from smartplexd import log
+        from smartplexd.config import load_config
+
+        config = load_config(self.config_path)
+        log.setup(config.log_level)
+        return config
+
+    @cached_property
+    def store(self) -> Any:
+        from smartplexd.store import open_store
+
+        return open_store(self.config.database_path)
+
+    @property
+    def actor(self) -> str:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return f"cli:{user}"
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def print_json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, default=str, sort_keys=False), file=self.out)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A plain left-aligned text table (numbers right-aligned)."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    numeric = [all(_is_num(r[i]) for r in rows if r[i] not in (None, "")) and rows for i in range(len(headers))]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+
+    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- foundation commands -------------------------------------------------------------------------------
+
+
+@command("version", "print the version and the loaded plugins", json=True)
+def _version(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.plugins import list_plugins
+
+    plugins = {p.name: p.version for p in list_plugins()}
+    if args.json:
+        app.print_json({"version": __version__, "plugins": plugins})
+    else:
+        app.print(f"smartplexd {__version__}")
+        for name, version in plugins.items():
+            app.print(f"  plugin {name} {version or ''}".rstrip())
+    return EXIT_OK
+
+
+@command("plugins", "list loaded plugins and the hooks each implements", json=True)
+def _plugins(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.plugins import list_plugins
+
+    plugins = list_plugins()
+    if args.json:
+        app.print_json([p.__dict__ if hasattr(p, "__dict__") else _asdict(p) for p in plugins])
+        return EXIT_OK
+    rows = [[p.name, p.version or "-", "built-in" if p.builtin else "entry point", ", ".join(p.hooks)] for p in plugins]
+    app.print(table(rows, ["plugin", "version", "loaded from", "hooks"]))
+    return EXIT_OK
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--offline", action="store_true", help="validate files only; do not evaluate rules")
+
+
+@command("check", "validate the config (and rules); print what is configured", json=True, args=_check_args)
+def _check(args: argparse.Namespace, app: App) -> int:
+    config = app.config
+    summary: dict[str, Any] = {
+        "config": config.source,
+        "database": str(config.database_path),
+        "plex_servers": [s.name for s in config.plex.servers],
+        "integrations": {
+            name: [i.name for i in value] if isinstance(value, list) else getattr(value, "name", name)
+            for name, value in config.integrations.items()
+        },
+        "webhooks": {name: w.auth for name, w in config.webhooks.items()},
+        "deletion_enabled": config.deletion.enabled,
+        "rule_paths": [str(p) for p in config.rule_paths],
+    }
+    summary.update(_check_rules(args, app))
+    if args.json:
+        app.print_json({"ok": True, **summary})
+        return EXIT_OK
+    app.print(f"{config.source}: OK")
+    app.print(f"  database      {summary['database']}")
+    app.print(f"  plex servers  {', '.join(summary['plex_servers']) or '(none)'}")
+    for name, value in summary["integrations"].items():
+        app.print(f"  integration   {name}: {value}")
+    for name, auth in summary["webhooks"].items():
+        app.print(f"  webhook       /hooks/{name} ({auth})")
+    app.print(f"  deletion      {'ENABLED' if config.deletion.enabled else 'disabled (plan is a dry run)'}")
+    for line in summary.get("rule_lines", []):
+        app.print(line)
+    return EXIT_OK
+
+
+def _check_rules(args: argparse.Namespace, app: App) -> dict[str, Any]:
+    """Rule validation is added by the rules engine; until then, report the rule paths only."""
+    try:
+        from smartplexd.rules import check as rules_check  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return rules_check.summarize(app, offline=args.offline)
+
+
+def _schema_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", default="schema", choices=["schema"], help="print the JSON Schema")
+
+
+@command("config", "print the JSON Schema of config.yaml (for editors)", args=_schema_args)
+def _config_schema(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.config import json_schema
+
+    app.print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["migrate", "rollback", "status"])
+    p.add_argument("--to", type=int, default=None, help="target schema version")
+
+
+@command("db", "apply or roll back database migrations", json=True, args=_db_args)
+def _db(args: argparse.Namespace, app: App) -> int:
+    from smartplexd import audit
+    from smartplexd.store import Store
+    from smartplexd.store.db import available_migrations
+
+    store = Store(app.config.database_path)
+    try:
+        before = store.schema_version()
+        if args.action == "migrate":
+            done = store.migrate(args.to)
+        elif args.action == "rollback":
+            done = store.rollback(args.to)
+        else:
+            done = []
+        after = store.schema_version()
+        if done and after >= 1:
+            audit.record(store, app.actor, f"db.{args.action}", None, {"from": before, "to": after, "versions": done})
+        latest = max((m.version for m in available_migrations()), default=0)
+        if args.json:
+            app.print_json({"from": before, "to": after, "latest": latest, "applied": done})
+        else:
+            verb = {"migrate": "applied", "rollback": "rolled back", "status": "pending"}[args.action]
+            if args.action == "status":
+                app.print(f"schema version {after} (latest {latest})")
+            else:
+                app.print(f"{verb} {', '.join(map(str, done)) or 'nothing'}; schema version {before} → {after}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["verify", "show"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--action-filter", dest="action_filter", default=None, help="e.g. 'deletion.*'")
+
+
+@command("audit", "verify the hash chain or show recent audit entries", json=True, args=_audit_args)
+def _audit(args: argparse.Namespace, app: App) -> int:
+    from smartplexd import audit
+
+    if args.action == "verify":
+        result = audit.verify(app.store)
+        if args.json:
+            app.print_json(result.__dict__ if hasattr(result, "__dict__") else _asdict(result))
+        elif result.ok:
+            app.print(f"audit log OK: {result.rows} rows, chain intact")
+        else:
+            app.print(f"audit log BROKEN at row {result.first_bad_seq}: {result.problem}")
+        return EXIT_OK if result.ok else EXIT_ERROR
+    rows = audit.entries(app.store, limit=args.limit, action=args.action_filter)
+    if args.json:
+        app.print_json(rows)
+    else:
+        app.print(
+            table(
+                [
+                    [
+                        r["seq"],
+                        r["ts"][:19],
+                        r["actor"],
+                        r["action"],
+                        r["target"] or "",
+                        json.dumps(r["details"])[:60],
+                    ]
+                    for r in rows
+                ],
+                ["seq", "time (UTC)", "actor", "action", "target", "details"],
+            )
+        )
+    return EXIT_OK
+
+
+# Each later area adds its commands above this line, in a section of its own (sync, rules, deletion,
+# daemon, assistant), calling into the module that owns the work.
+
+# --- entry point ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartplexd",
+        description="Keeps a Plex library lean, safely. Plans are dry runs; apply needs the plan id and DELETE.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("SMARTPLEXD_CONFIG", "./config.yaml"),
+        help="config file (default: $SMARTPLEXD_CONFIG or ./config.yaml)",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"smartplexd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    seen: set[str] = set()
+    for cmd in _COMMANDS:
+        if cmd.name in seen:
+            continue
+        seen.add(cmd.name)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        if cmd.json:
+            p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        if cmd.configure:
+            cmd.configure(p)
+        p.set_defaults(_handler=cmd.handler)
+        if not cmd.json:
+            p.set_defaults(json=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from smartplexd.config import ConfigError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if not getattr(args, "_handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    app = App(args.config)
+    try:
+        return args._handler(args, app)
+    except ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SmartplexdError as exc:
+        from smartplexd.log import mask
+
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        app.close()
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,11 @@
+DROP TABLE integration_health;
+DROP INDEX sync_events_server;
+DROP TABLE sync_events;
+DROP TABLE item_facts;
+DROP TABLE tombstones;
+DROP INDEX media_items_tvdb;
+DROP INDEX media_items_tmdb;
+DROP INDEX media_items_grandparent;
+DROP INDEX media_items_parent;
+DROP INDEX media_items_section;
+DROP TABLE media_items;

@@ -1,0 +1,35 @@
+-- Every accepted webhook is stored before it is answered 2xx; processing happens after.
+CREATE TABLE webhook_events (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    event_type TEXT,
+    status TEXT NOT NULL DEFAULT 'received',
+    payload TEXT NOT NULL,
+    processed_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    UNIQUE (source, event_id)
+);
+CREATE INDEX webhook_events_status ON webhook_events (status, received_at);
+
+-- Events for the status page (SSE); ids are the resume points for Last-Event-ID, across processes.
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE ai_usage (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    latency_ms INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    error TEXT
+);
