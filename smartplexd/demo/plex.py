@@ -196,9 +196,7 @@ class _Page:
 
     __slots__ = ("attrs", "headers", "items")
 
-    def __init__(
-        self, attrs: dict[str, Any], items: list[str], headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, attrs: dict[str, Any], items: list[str], headers: dict[str, str] | None = None) -> None:
         self.attrs = attrs
         self.items = items
         self.headers = headers or {}
@@ -214,9 +212,7 @@ def _respond(request: web.Request, page: _Page, child_key: str = "Metadata") -> 
         container = _dumps(page.attrs)
         if page.items:
             container = f'{container[:-1]},"{child_key}":[{",".join(page.items)}]}}'
-        return web.Response(
-            text=f'{{"MediaContainer":{container}}}', content_type="application/json", headers=headers
-        )
+        return web.Response(text=f'{{"MediaContainer":{container}}}', content_type="application/json", headers=headers)
     head, _ = _xml_parts("MediaContainer", page.attrs)
     body = f'<?xml version="1.0" encoding="UTF-8"?>\n{head}{"".join(page.items)}</MediaContainer>\n'
     return web.Response(text=body, content_type="text/xml", charset="utf-8", headers=headers)
@@ -231,15 +227,11 @@ def _respond_dict(request: web.Request, container: dict[str, Any]) -> web.Respon
             headers={"X-Plex-Protocol": "1.0"},
         )
     body = f'<?xml version="1.0" encoding="UTF-8"?>\n{xml_element("MediaContainer", container)}\n'
-    return web.Response(
-        text=body, content_type="text/xml", charset="utf-8", headers={"X-Plex-Protocol": "1.0"}
-    )
+    return web.Response(text=body, content_type="text/xml", charset="utf-8", headers={"X-Plex-Protocol": "1.0"})
 
 
 def _html_error(status: int, body: str) -> web.Response:
-    return web.Response(
-        status=status, text=body, content_type="text/html", headers={"X-Plex-Protocol": "1.0"}
-    )
+    return web.Response(status=status, text=body, content_type="text/html", headers={"X-Plex-Protocol": "1.0"})
 
 
 def _not_found() -> web.Response:
@@ -277,6 +269,7 @@ class PlexState:
         self.empty_sections: set[int] = set()
         self._updated: dict[int, int] = {}
         self._nodes: dict[int, _Node] = {}
+        self._max_key = 1000
         self._collections: dict[tuple[int, str], _Node] = {}
         self._members: dict[tuple[int, str], list[int]] | None = None
         self._orders: dict[tuple[int, int], list[int]] = {}
@@ -296,24 +289,24 @@ class PlexState:
     # ---- indexing
 
     def _next_key(self) -> int:
-        return max(self._nodes, default=1000) + 1
+        return self._max_key + 1
 
-    def _index_movie(self, movie: Movie) -> _Node:
-        node = _Node(movie.rating_key, "movie", MOVIES, movie)
-        self._nodes[movie.rating_key] = node
+    def _add_node(self, node: _Node) -> _Node:
+        self._nodes[node.rating_key] = node
+        self._max_key = max(self._max_key, node.rating_key)
         return node
 
+    def _index_movie(self, movie: Movie) -> _Node:
+        return self._add_node(_Node(movie.rating_key, "movie", MOVIES, movie))
+
     def _index_show(self, show: Show) -> _Node:
-        node = _Node(show.rating_key, "show", SHOWS, show)
-        self._nodes[show.rating_key] = node
+        node = self._add_node(_Node(show.rating_key, "show", SHOWS, show))
         for season in show.seasons:
-            s_node = _Node(season.rating_key, "season", SHOWS, season, parent=node)
+            s_node = self._add_node(_Node(season.rating_key, "season", SHOWS, season, parent=node))
             node.children.append(s_node)
-            self._nodes[season.rating_key] = s_node
             for episode in season.episodes:
                 e_node = _Node(episode.rating_key, "episode", SHOWS, episode, parent=s_node, grandparent=node)
-                s_node.children.append(e_node)
-                self._nodes[episode.rating_key] = e_node
+                s_node.children.append(self._add_node(e_node))
         return node
 
     def _ensure_collection(self, section: int, title: str, added_at: int | None = None) -> _Node:
@@ -321,8 +314,7 @@ class PlexState:
         if node is None:
             now = self.clock() if added_at is None else added_at
             key = self._next_key()
-            node = _Node(key, "collection", section, PlexCollection(key, section, title, now, now))
-            self._nodes[key] = node
+            node = self._add_node(_Node(key, "collection", section, PlexCollection(key, section, title, now, now)))
             self._collections[(section, title)] = node
             self._structure_changed()
         return node
@@ -399,9 +391,7 @@ class PlexState:
     def _collection_members(self, node: _Node) -> list[int]:
         col = node.obj
         assert isinstance(col, PlexCollection)
-        keys = [
-            k for k in self._members_index().get((col.section, col.title), []) if self.visible(self._nodes[k])
-        ]
+        keys = [k for k in self._members_index().get((col.section, col.title), []) if self.visible(self._nodes[k])]
         keys.sort(key=lambda k: (self._title(self._nodes[k]).lower(), k))
         return keys
 
@@ -597,11 +587,7 @@ class PlexState:
         if cached is not None:
             return cached
         type_name = TYPE_NAMES.get(type_id)
-        nodes = [
-            n
-            for n in self._nodes.values()
-            if n.section == section and n.type == type_name and self.visible(n)
-        ]
+        nodes = [n for n in self._nodes.values() if n.section == section and n.type == type_name and self.visible(n)]
         if type_name == "season":
             nodes.sort(key=lambda n: (self._title(n.parent).lower(), n.parent.rating_key, n.obj.index))  # type: ignore[union-attr,arg-type]
         elif type_name == "episode":
@@ -760,6 +746,8 @@ class PlexState:
         """
         node = self._require(rating_key)
         obj = node.obj
+        if isinstance(obj, PlexCollection):
+            raise ValueError("collections are edited through the collections API")
         if (size is not None or file is not None) and not isinstance(obj, Movie | Episode):
             raise ValueError(f"{node.type} {rating_key} has no file of its own")
         if (labels is not None or collections is not None) and not isinstance(obj, Movie | Show):
@@ -1219,9 +1207,7 @@ async def _section_collections(request: web.Request) -> web.Response:
     if section is None:
         return _not_found()
     try:
-        return _page(
-            request, state, _collection_listing(state, section), _section_attrs(section, 18), guids=False
-        )
+        return _page(request, state, _collection_listing(state, section), _section_attrs(section, 18), guids=False)
     except _BadParam:
         return _bad_request()
 
@@ -1240,6 +1226,14 @@ async def _section_edit(request: web.Request) -> web.Response:
         if node is None or node.section != section.key:
             return _not_found()
         nodes.append(node)
+    try:
+        _apply_tag_edits(state, nodes, query)
+    except ValueError:
+        return _bad_request()
+    return web.Response(status=200, headers={"X-Plex-Protocol": "1.0"})
+
+
+def _apply_tag_edits(state: PlexState, nodes: list[_Node], query: Any) -> None:
     for tag in ("collection", "label"):
         added = [v for k, v in query.items() if k.startswith(f"{tag}[") and k.endswith("].tag.tag") and v]
         removed_raw = query.get(f"{tag}[].tag.tag-")
@@ -1249,9 +1243,9 @@ async def _section_edit(request: web.Request) -> web.Response:
             continue
         for node in nodes:
             if not isinstance(node.obj, Movie | Show):
-                return _bad_request()
+                raise ValueError(f"{node.type} items carry no {tag} tags")
             current = node.obj.collections if tag == "collection" else node.obj.labels
-            names = [n for n in [*current, *added] if n not in removed]
+            names = [n for n in dict.fromkeys([*current, *added]) if n not in removed]
             if tag == "collection":
                 state.update_item(node.rating_key, collections=names)
             else:
@@ -1259,7 +1253,6 @@ async def _section_edit(request: web.Request) -> web.Response:
     if "title.value" in query:
         for node in nodes:
             state.update_item(node.rating_key, title=query["title.value"])
-    return web.Response(status=200, headers={"X-Plex-Protocol": "1.0"})
 
 
 async def _section_refresh(request: web.Request) -> web.Response:
@@ -1565,8 +1558,7 @@ async def _sim_add_show(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:
         return _sim_error(exc)
     seasons = [
-        {"ratingKey": str(s.rating_key), "episodes": [str(e.rating_key) for e in s.episodes]}
-        for s in show.seasons
+        {"ratingKey": str(s.rating_key), "episodes": [str(e.rating_key) for e in s.episodes]} for s in show.seasons
     ]
     return web.json_response({"ratingKey": str(show.rating_key), "seasons": seasons}, status=201)
 
@@ -1674,9 +1666,7 @@ def create_app(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m smartplexd.demo.plex --port N --movies 20000 --shows 500 --seed 1``: serve a universe."""
-    parser = argparse.ArgumentParser(
-        prog="python -m smartplexd.demo.plex", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m smartplexd.demo.plex", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=32400)
     parser.add_argument("--movies", type=int, default=200)
     parser.add_argument("--shows", type=int, default=20)
