@@ -480,3 +480,30 @@ def test_module_cli_serves_a_universe() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_collection_endpoints_in_spec_form(api: httpx.Client, universe: Universe) -> None:
+    machine = universe.machine_identifier
+    a, b = universe.movies[3].rating_key, universe.movies[4].rating_key
+    uri = f"server://{machine}/com.plexapp.plugins.library/library/metadata/{a},{b}"
+    created = api.post(
+        "/library/collections",
+        params={"sectionId": 1, "title": "Spec", "smart": 0, "uri": uri, "type": 1},
+        headers=JSON,
+    ).json()["MediaContainer"]["Metadata"][0]
+    key = created["ratingKey"]
+    assert (created["type"], created["subtype"], created["childCount"]) == ("collection", "movie", "2")
+    listed = api.get("/library/sections/1/collections", headers=JSON).json()["MediaContainer"]["Metadata"]
+    assert [c["ratingKey"] for c in listed if c["title"] == "Spec"] == [key]
+    # The SPEC documents removal as PUT .../items/{itemId}; plexapi uses DELETE. Both work.
+    assert api.put(f"/library/collections/{key}/items/{a}").status_code == 200
+    items = api.get(f"/library/collections/{key}/items", headers=JSON).json()["MediaContainer"]["Metadata"]
+    assert [m["ratingKey"] for m in items] == [str(b)]
+    assert api.get(f"/library/metadata/{key}/children", headers=JSON).json()["MediaContainer"]["size"] == 1
+    bad_uri = api.put(f"/library/collections/{key}/items", params={"uri": "server://other/x/library/metadata/1"})
+    assert bad_uri.status_code == 400
+    episode = universe.shows[0].episodes[0].rating_key
+    label_on_episode = api.put("/library/sections/2/all", params={"type": 4, "id": episode, "label[0].tag.tag": "keep"})
+    assert label_on_episode.status_code == 400
+    assert api.delete(f"/library/metadata/{key}").status_code == 200
+    assert api.get(f"/library/collections/{key}").status_code == 404
