@@ -285,9 +285,7 @@ class ArrState:
                 best = disk
         return best
 
-    def set_free_space(
-        self, free_space: int, path: str | None = None, total_space: int | None = None
-    ) -> None:
+    def set_free_space(self, free_space: int, path: str | None = None, total_space: int | None = None) -> None:
         """Set the free (and optionally total) bytes of the disk holding ``path`` (default: the media
         root folder). Storage-pressure rules read this through ``GET /api/v3/diskspace``."""
         disk = self.disk_for(path or self.root_folders[0])
@@ -524,9 +522,7 @@ async def _create_tag(request: web.Request) -> web.Response:
     body = await json_body(request)
     label = str((body or {}).get("label") or "").strip()
     if not label:
-        raise validation_error(
-            [validation_failure("Label", "'Label' must not be empty.", "", "NotEmptyValidator")]
-        )
+        raise validation_error([validation_failure("Label", "'Label' must not be empty.", "", "NotEmptyValidator")])
     state = _state(request)
     return json_response(state.tag_resource(state.tag_id(label)), status=201)
 
@@ -559,9 +555,7 @@ async def _post_command(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = str((body or {}).get("name") or "")
     if not name:
-        raise validation_error(
-            [validation_failure("Name", "'Name' must not be empty.", "", "NotEmptyValidator")]
-        )
+        raise validation_error([validation_failure("Name", "'Name' must not be empty.", "", "NotEmptyValidator")])
     extra = {k: v for k, v in body.items() if k != "name"}
     return json_response(_state(request).record_command(name, extra), status=201)
 

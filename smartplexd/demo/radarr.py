@@ -102,9 +102,7 @@ class RadarrState(ArrState):
     their bytes on the disk reported by ``/api/v3/diskspace``.
     """
 
-    def __init__(
-        self, universe: Universe, *, instance: str = "radarr", api_key: str = "demo-radarr-key"
-    ) -> None:
+    def __init__(self, universe: Universe, *, instance: str = "radarr", api_key: str = "demo-radarr-key") -> None:
         mine = [m for m in universe.movies if m.radarr == instance]
         super().__init__(
             app_name="Radarr",
@@ -204,9 +202,7 @@ class RadarrState(ArrState):
         if delete_files and size:
             self.release_space(movie.path, size)
         if add_exclusion and not any(e.tmdb_id == movie.source.tmdb for e in self.exclusions.values()):
-            exclusion = _Exclusion(
-                self._next_exclusion_id, movie.source.tmdb, movie.source.title, movie.source.year
-            )
+            exclusion = _Exclusion(self._next_exclusion_id, movie.source.tmdb, movie.source.title, movie.source.year)
             self._next_exclusion_id += 1
             self.exclusions[exclusion.id] = exclusion
         self.record_delete(
@@ -514,14 +510,10 @@ async def _add_movie(request: web.Request) -> web.Response:
         failures.append(validation_failure("RootFolderPath", "Invalid Path", root, "PathValidator"))
     elif (root and not str(root).startswith("/")) or (path and not str(path).startswith("/")):
         failures.append(
-            validation_failure(
-                "RootFolderPath" if root else "Path", "Invalid Path", root or path, "PathValidator"
-            )
+            validation_failure("RootFolderPath" if root else "Path", "Invalid Path", root or path, "PathValidator")
         )
     if not isinstance(tmdb_id, int) or tmdb_id <= 0:
-        failures.append(
-            validation_failure("TmdbId", "'Tmdb Id' must not be empty.", tmdb_id, "NotEmptyValidator")
-        )
+        failures.append(validation_failure("TmdbId", "'Tmdb Id' must not be empty.", tmdb_id, "NotEmptyValidator"))
     elif tmdb_id in state.by_tmdb:
         failures.append(
             validation_failure("TmdbId", "This movie has already been added", tmdb_id, "MovieExistsValidator")
@@ -530,11 +522,7 @@ async def _add_movie(request: web.Request) -> web.Response:
         raise validation_error(failures)
     if tmdb_id not in state.catalogue:
         raise validation_error(
-            [
-                validation_failure(
-                    "TmdbId", "A movie with this ID was not found", tmdb_id, "MovieNotFoundValidator"
-                )
-            ]
+            [validation_failure("TmdbId", "A movie with this ID was not found", tmdb_id, "MovieNotFoundValidator")]
         )
     movie = state.add(
         tmdb_id,
@@ -674,9 +662,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m smartplexd.demo.radarr", description=main.__doc__)
     parser.add_argument("--port", type=int, default=7878)
     parser.add_argument("--movies", type=int, default=200)
-    parser.add_argument(
-        "--shows", type=int, default=20, help="shows in the universe (keeps ids in step with Plex)"
-    )
+    parser.add_argument("--shows", type=int, default=20, help="shows in the universe (keeps ids in step with Plex)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--now", type=int, default=None, help="epoch seconds anchoring the universe's dates")
     parser.add_argument("--instance", default="radarr")

@@ -123,9 +123,7 @@ class SonarrState(ArrState):
     their bytes on the disk reported by ``/api/v3/diskspace``.
     """
 
-    def __init__(
-        self, universe: Universe, *, instance: str = "sonarr", api_key: str = "demo-sonarr-key"
-    ) -> None:
+    def __init__(self, universe: Universe, *, instance: str = "sonarr", api_key: str = "demo-sonarr-key") -> None:
         mine = [s for s in universe.shows if s.sonarr == instance]
         super().__init__(
             app_name="Sonarr",
@@ -240,9 +238,7 @@ class SonarrState(ArrState):
         self.cache.invalidate(series_id)
         return series
 
-    def delete_series(
-        self, series_id: int, *, delete_files: bool = False, add_exclusion: bool = False
-    ) -> None:
+    def delete_series(self, series_id: int, *, delete_files: bool = False, add_exclusion: bool = False) -> None:
         """``DELETE /api/v3/series/{id}``: remove it, free its files' space when ``delete_files``."""
         series = self.series[series_id]
         size = self.size_on_disk(series_id)
@@ -391,9 +387,7 @@ class SonarrState(ArrState):
         seasons = []
         for number in sorted(series.season_monitored):
             stats = self._statistics([e for e in episodes if e.season_number == number])
-            seasons.append(
-                {"seasonNumber": number, "monitored": series.season_monitored[number], "statistics": stats}
-            )
+            seasons.append({"seasonNumber": number, "monitored": series.season_monitored[number], "statistics": stats})
         statistics = self._statistics(episodes)
         statistics.pop("previousAiring", None)
         statistics = {"seasonCount": sum(1 for n in series.season_monitored if n > 0), **statistics}
@@ -560,11 +554,7 @@ async def _update_series(request: web.Request) -> web.Response:
     series.season_folder = bool(body.get("seasonFolder", series.season_folder))
     for season in body.get("seasons") or []:
         number, monitored = season.get("seasonNumber"), season.get("monitored")
-        if (
-            number in series.season_monitored
-            and monitored is not None
-            and series.season_monitored[number] != monitored
-        ):
+        if number in series.season_monitored and monitored is not None and series.season_monitored[number] != monitored:
             # Sonarr's UpdateSeries(updateEpisodesToMatchSeason: true): a season whose flag changed takes
             # its episodes with it.
             series.season_monitored[number] = bool(monitored)
@@ -608,33 +598,23 @@ async def _add_series(request: web.Request) -> web.Response:
         failures.append(validation_failure("RootFolderPath", "Invalid Path", root, "PathValidator"))
     elif not str(root or path).startswith("/"):
         failures.append(
-            validation_failure(
-                "RootFolderPath" if root else "Path", "Invalid Path", root or path, "PathValidator"
-            )
+            validation_failure("RootFolderPath" if root else "Path", "Invalid Path", root or path, "PathValidator")
         )
     if not body.get("title"):
         failures.append(validation_failure("Title", "'Title' must not be empty.", "", "NotEmptyValidator"))
     if not isinstance(tvdb_id, int) or tvdb_id <= 0:
         failures.append(
-            validation_failure(
-                "TvdbId", "'Tvdb Id' must be greater than '0'.", tvdb_id, "GreaterThanValidator"
-            )
+            validation_failure("TvdbId", "'Tvdb Id' must be greater than '0'.", tvdb_id, "GreaterThanValidator")
         )
     elif tvdb_id in state.by_tvdb:
         failures.append(
-            validation_failure(
-                "TvdbId", "This series has already been added", tvdb_id, "SeriesExistsValidator"
-            )
+            validation_failure("TvdbId", "This series has already been added", tvdb_id, "SeriesExistsValidator")
         )
     if failures:
         raise validation_error(failures)
     if tvdb_id not in state.catalogue:
         raise validation_error(
-            [
-                validation_failure(
-                    "TvdbId", "A series with this ID was not found", tvdb_id, "SeriesNotFoundValidator"
-                )
-            ]
+            [validation_failure("TvdbId", "A series with this ID was not found", tvdb_id, "SeriesNotFoundValidator")]
         )
     monitored = bool(body.get("monitored", True))
     options = body.get("addOptions") or {}
