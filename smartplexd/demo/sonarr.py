@@ -838,6 +838,7 @@ def main(argv: list[str] | None = None) -> None:
     state = app[ARR_STATE]
     assert isinstance(state, SonarrState)
     print(f"sonarr ({args.instance}): {len(state.series)} series on http://127.0.0.1:{args.port}")
+    state.cache.all(state.series)  # render the catalogue now, not on the first benchmark request
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
