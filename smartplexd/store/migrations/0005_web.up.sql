@@ -22,9 +22,13 @@ CREATE TABLE events (
     data TEXT NOT NULL DEFAULT '{}'
 );
 
+-- One row per call to the AI provider (every attempt, failed ones too). ask_id groups the calls of one
+-- question; the monthly budget sums cost_usd by ts.
 CREATE TABLE ai_usage (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
+    ask_id TEXT,
+    actor TEXT,
     model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -33,3 +37,4 @@ CREATE TABLE ai_usage (
     status TEXT NOT NULL,
     error TEXT
 );
+CREATE INDEX ai_usage_ts ON ai_usage (ts);
