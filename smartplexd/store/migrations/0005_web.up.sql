@@ -1,4 +1,5 @@
 -- Every accepted webhook is stored before it is answered 2xx; processing happens after.
+-- status: received | retry (deferred, e.g. a full sync holds the server's lock) | processed | ignored | failed
 CREATE TABLE webhook_events (
     id INTEGER PRIMARY KEY,
     source TEXT NOT NULL,
@@ -9,6 +10,7 @@ CREATE TABLE webhook_events (
     payload TEXT NOT NULL,
     processed_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
     error TEXT,
     UNIQUE (source, event_id)
 );
