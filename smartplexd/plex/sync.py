@@ -1,0 +1,849 @@
+"""Mirror Plex libraries into ``media_items``: full syncs (paged, pipelined, swept) and one-item syncs.
+
+A full sync (:func:`sync_server`) of one server:
+
+1. takes the SQLite lock ``sync:<server>`` (a second sync gets :class:`LockHeld` naming the running sync's
+   id) and opens a ``sync_events`` row (status ``running``);
+2. per library (movie and show sections; ``libraries`` or ``plex.servers[].libraries`` narrow it), asks Plex
+   for the size of each listing (movies; or shows, seasons, episodes), then fetches pages with
+   ``sync.pages_in_flight`` requests outstanding while the previous pages are written — memory stays at
+   a few pages whatever the library size;
+3. writes a page in one transaction: rows whose ``content_hash`` did not change are not written at all
+   (a no-change re-sync is mostly reads), new and changed rows go through one ``executemany`` upsert;
+   every listed rating key goes into a per-sync temp table;
+4. sweeps: active rows of the library that were not listed get ``removed_at`` (rows are never deleted:
+   history refers to them). The sweep is skipped when a listing changed while it was read, and refused —
+   nothing removed, sync status ``refused`` — when it would remove more than
+   ``deletion.max_library_shrink_percent`` of the library (Plex offline, a disk not mounted);
+5. rolls sizes up: a season's ``size_bytes`` is the sum of its episodes' part sizes, a show's of its seasons;
+6. records counts, status and duration in ``sync_events``, the server's ``integration_health`` row
+   (``plex:<server>``), and publishes ``sync.started`` / ``sync.progress`` / ``sync.finished`` on the bus.
+
+Tombstones: a row with ``deleted_at`` (deleted by smartplexd) is never updated or revived; a new rating key
+listed in ``tombstones`` (still within ``expires_at``), an item whose GUID matches an active tombstone of
+the same type (a re-import by Sonarr/Radarr under a new rating key), and the seasons/episodes of such
+items are not added. Per-field sources: every field the sync writes is recorded as ``"plex"`` in
+``sources``; where Plex has no value (``year``, external ids, ``last_viewed_at``) a value another source
+wrote is kept, so Plex wins wherever it has an answer.
+
+On 401 the sync stops at once with status ``unauthorized`` (nothing is swept) and the server is marked
+``unauthorized``; other failures (after the client's retries) end it with status ``error`` and the server
+marked ``down``. Both are returned in :class:`SyncResult`, not raised; only :class:`LockHeld` is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+from smartplexd import events
+from smartplexd.config import AppConfig, PlexServerConfig
+from smartplexd.errors import PlexUnauthorized, UsageError
+from smartplexd.events import EventBus
+from smartplexd.plex.client import PlexClient, PlexError, RetryPolicy, measure_identity
+from smartplexd.store import locks
+from smartplexd.store.db import Store
+from smartplexd.store.locks import LockHeld
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LockHeld",
+    "SyncResult",
+    "item_row",
+    "lock_name",
+    "sync_item",
+    "sync_server",
+    "tombstone_guids",
+]
+
+ITEM_TYPES = ("movie", "show", "season", "episode")
+SECTION_LISTINGS = {"movie": ("movie",), "show": ("show", "season", "episode")}
+"""What a full sync lists per section type, parents first (so a blocked show blocks its seasons/episodes)."""
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between ``sync.progress`` events (the first and last page of a library always publish)."""
+
+LOCK_TTL = 300.0
+LOCK_REFRESH = 60.0
+
+OUTCOMES = ("added", "updated", "unchanged", "restored", "tombstoned")
+
+
+def lock_name(server: str) -> str:
+    """The name of the per-server sync lock (``sync:<server>``); see :func:`smartplexd.store.locks.holder`."""
+    return f"sync:{server}"
+
+
+# --------------------------------------------------------------------------------------------- rows
+
+
+class ItemRow(NamedTuple):
+    """The ``media_items`` values Plex provides for one item, in column order (after ``server``)."""
+
+    section_id: str
+    section_title: str
+    rating_key: str
+    type: str
+    title: str
+    year: int | None
+    guid: str | None
+    tmdb_id: int | None
+    tvdb_id: int | None
+    imdb_id: str | None
+    parent_rating_key: str | None
+    grandparent_rating_key: str | None
+    season_index: int | None
+    episode_index: int | None
+    added_at: int | None
+    updated_at: int | None
+    last_viewed_at: int | None
+    view_count: int
+    size_bytes: int
+    files: str
+    labels: str
+    collections: str
+
+    def content_hash(self) -> str:
+        # repr of a tuple of str/int/None is stable across processes and Python runs (unlike hash()).
+        return hashlib.blake2b(tuple.__repr__(self).encode(), digest_size=12).hexdigest()
+
+
+COLUMNS = ("server", *ItemRow._fields, "sources", "content_hash", "seen_in_sync")
+FILLABLE = ("year", "tmdb_id", "tvdb_id", "imdb_id", "last_viewed_at")
+"""Fields Plex may leave empty; a value another source wrote is then kept (see the module docstring)."""
+_ALWAYS_PLEX = tuple(f for f in ItemRow._fields if f not in FILLABLE and f not in ("section_id", "rating_key"))
+_FILLABLE_INDEX = tuple(ItemRow._fields.index(f) for f in FILLABLE)
+_sources_cache: dict[tuple[bool, ...], str] = {}
+
+_LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^/?]+)(?:\?|$)")
+_LEGACY_SCHEMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _external_ids(item: Mapping[str, Any]) -> tuple[int | None, int | None, str | None]:
+    """(tmdb, tvdb, imdb) from the ``Guid`` array, or from a legacy agent's ``guid`` for the item's own id."""
+    tmdb = tvdb = imdb = None
+    for g in item.get("Guid") or ():
+        scheme, _, value = str(g.get("id", "")).partition("://")
+        if scheme == "tmdb":
+            tmdb = _int_or_none(value)
+        elif scheme == "tvdb":
+            tvdb = _int_or_none(value)
+        elif scheme == "imdb":
+            imdb = value or None
+    if tmdb is None and tvdb is None and imdb is None:
+        match = _LEGACY_GUID.match(item.get("guid") or "")
+        if match:
+            scheme, value = _LEGACY_SCHEMES[match.group(1)], match.group(2)
+            if scheme == "imdb":
+                imdb = value
+            elif scheme == "tmdb":
+                tmdb = _int_or_none(value)
+            else:
+                tvdb = _int_or_none(value)
+    return tmdb, tvdb, imdb
+
+
+def _dumps(values: list[Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def item_row(item: Mapping[str, Any], section_id: str, section_title: str) -> ItemRow:
+    """Turn one Plex metadata item (JSON, as listed or fetched) into its ``media_items`` values.
+
+    ``size_bytes`` and ``files`` come from the item's ``Media[].Part[]`` (movies and episodes; seasons and
+    shows are rolled up after writing). Episodes get ``season_index`` from ``parentIndex``.
+    """
+    type_ = item["type"]
+    files: list[str] = []
+    size = 0
+    for media in item.get("Media") or ():
+        for part in media.get("Part") or ():
+            if part.get("file"):
+                files.append(part["file"])
+            size += int(part.get("size") or 0)
+    tmdb, tvdb, imdb = _external_ids(item)
+    if type_ == "season":
+        season_index, episode_index = item.get("index"), None
+    elif type_ == "episode":
+        season_index, episode_index = item.get("parentIndex"), item.get("index")
+    else:
+        season_index = episode_index = None
+    return ItemRow(
+        section_id,
+        section_title,
+        str(item["ratingKey"]),
+        type_,
+        item.get("title") or "",
+        item.get("year"),
+        item.get("guid"),
+        tmdb,
+        tvdb,
+        imdb,
+        str(item["parentRatingKey"]) if item.get("parentRatingKey") is not None else None,
+        str(item["grandparentRatingKey"]) if item.get("grandparentRatingKey") is not None else None,
+        season_index,
+        episode_index,
+        item.get("addedAt"),
+        item.get("updatedAt"),
+        item.get("lastViewedAt"),
+        int(item.get("viewCount") or 0),
+        size,
+        _dumps(files),
+        _dumps([t["tag"] for t in item.get("Label") or () if "tag" in t]),
+        _dumps([t["tag"] for t in item.get("Collection") or () if "tag" in t]),
+    )
+
+
+def _sources(row: ItemRow) -> str:
+    key = tuple(row[i] is None for i in _FILLABLE_INDEX)
+    cached = _sources_cache.get(key)
+    if cached is None:
+        fields = list(_ALWAYS_PLEX) + [f for f, empty in zip(FILLABLE, key, strict=True) if not empty]
+        cached = json.dumps(dict.fromkeys(sorted(fields), "plex"), separators=(",", ":"))
+        _sources_cache[key] = cached
+    return cached
+
+
+def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
+    """The GUIDs to store in ``tombstones.guids`` for a ``media_items`` row (or an :class:`ItemRow`).
+
+    ``["tmdb://603", "tvdb://81189", "imdb://tt0133093", "plex://movie/5d77..."]`` — whichever are known.
+    A later sync refuses a *new* item of the same type carrying any of them while the tombstone lasts.
+    """
+    get = row.get if isinstance(row, Mapping) else row._asdict().get  # type: ignore[attr-defined]
+    out = []
+    for scheme, column in (("tmdb", "tmdb_id"), ("tvdb", "tvdb_id"), ("imdb", "imdb_id")):
+        value = get(column)
+        if value is not None and value != "":
+            out.append(f"{scheme}://{value}")
+    if get("guid"):
+        out.append(str(get("guid")))
+    return out
+
+
+_UPSERT = (
+    f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT (server, rating_key) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in COLUMNS if c not in ("server", "rating_key", "size_bytes", "sources", *FILLABLE)
+    )
+    + ", size_bytes = CASE WHEN excluded.type IN ('show', 'season') THEN media_items.size_bytes "
+    "ELSE excluded.size_bytes END, "
+    + ", ".join(
+        f"{c} = CASE WHEN excluded.{c} IS NULL AND coalesce(json_extract(media_items.sources, '$.{c}'), 'plex') "
+        f"<> 'plex' THEN media_items.{c} ELSE excluded.{c} END"
+        for c in FILLABLE
+    )
+    + ", sources = json_patch(media_items.sources, excluded.sources), removed_at = NULL "
+    "WHERE media_items.deleted_at IS NULL"
+)
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    """Classifies rows against the database and tombstones, and writes a batch in one transaction."""
+
+    def __init__(self, store: Store, server: str, sync_id: int | None, *, seen_table: bool) -> None:
+        self.store = store
+        self.server = server
+        self.sync_id = sync_id
+        self.seen_table = seen_table
+        now = time.time()
+        self.blocked: set[str] = set()
+        """Rating keys whose item and descendants must not be written (tombstoned)."""
+        self.tomb_guids: dict[str, set[str | None]] = {}
+        for t in store.query(
+            "SELECT t.rating_key, t.guids, m.type FROM tombstones t LEFT JOIN media_items m ON m.id = t.item_id "
+            "WHERE t.server = ? AND (t.expires_at IS NULL OR t.expires_at > ?)",
+            (server, now),
+        ):
+            self.blocked.add(t["rating_key"])
+            for guid in json.loads(t["guids"] or "[]"):
+                self.tomb_guids.setdefault(guid, set()).add(t["type"])
+        for r in store.query(
+            "SELECT rating_key FROM media_items WHERE server = ? AND deleted_at IS NOT NULL "
+            "AND type IN ('show', 'season')",
+            (server,),
+        ):
+            self.blocked.add(r["rating_key"])
+        self._lookup_sql: dict[int, str] = {}
+
+    def _existing(self, keys: list[str]) -> dict[str, tuple[str | None, float | None, float | None]]:
+        out: dict[str, tuple[str | None, float | None, float | None]] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            sql = self._lookup_sql.get(len(chunk))
+            if sql is None:
+                sql = (
+                    "SELECT rating_key, content_hash, removed_at, deleted_at FROM media_items "
+                    f"WHERE server = ? AND rating_key IN ({', '.join('?' * len(chunk))})"
+                )
+                self._lookup_sql[len(chunk)] = sql
+            for rk, digest, removed_at, deleted_at in self.store.conn.execute(sql, (self.server, *chunk)):
+                out[rk] = (digest, removed_at, deleted_at)
+        return out
+
+    def _guid_blocked(self, row: ItemRow) -> bool:
+        if not self.tomb_guids:
+            return False
+        for guid in tombstone_guids(row._asdict()):
+            types = self.tomb_guids.get(guid)
+            if types and (None in types or row.type in types):
+                return True
+        return False
+
+    def write(self, rows: list[ItemRow]) -> list[str]:
+        """Write what changed; returns each row's outcome (one of :data:`OUTCOMES`)."""
+        existing = self._existing([r.rating_key for r in rows])
+        outcomes: list[str] = []
+        writes: list[tuple[Any, ...]] = []
+        seen: list[tuple[str]] = []
+        blocked = self.blocked
+        for row in rows:
+            rk = row.rating_key
+            old = existing.get(rk)
+            if (
+                rk in blocked
+                or (row.parent_rating_key is not None and row.parent_rating_key in blocked)
+                or (row.grandparent_rating_key is not None and row.grandparent_rating_key in blocked)
+                or (old is not None and old[2] is not None)
+                or (old is None and self._guid_blocked(row))
+            ):
+                if row.type in ("show", "season"):
+                    blocked.add(rk)
+                outcomes.append("tombstoned")
+                continue
+            seen.append((rk,))
+            digest = row.content_hash()
+            if old is None:
+                outcome = "added"
+            elif old[1] is not None:
+                outcome = "restored"
+            elif old[0] == digest:
+                outcomes.append("unchanged")
+                continue
+            else:
+                outcome = "updated"
+            outcomes.append(outcome)
+            writes.append((self.server, *row, _sources(row), digest, self.sync_id))
+        if writes or (self.seen_table and seen):
+            with self.store.transaction() as conn:
+                if writes:
+                    conn.executemany(_UPSERT, writes)
+                if self.seen_table and seen:
+                    conn.executemany("INSERT OR IGNORE INTO temp.sync_seen (rating_key) VALUES (?)", seen)
+        return outcomes
+
+
+_ROLLUP_CHILD_SUM = (
+    "SELECT coalesce(SUM(c.size_bytes), 0) FROM media_items c WHERE c.server = media_items.server "
+    "AND c.parent_rating_key = media_items.rating_key AND c.type = :child "
+    "AND c.removed_at IS NULL AND c.deleted_at IS NULL"
+)
+
+
+def _rollup(store: Store, server: str, scope_sql: str, params: Mapping[str, Any]) -> int:
+    """Set active seasons' sizes to their episodes' sum, then shows' to their seasons'. Returns rows changed.
+
+    ``scope_sql`` narrows the parents (e.g. ``section_id = :section``); only changed sizes are written.
+    """
+    changed = 0
+    with store.transaction() as conn:
+        for parent, child in (("season", "episode"), ("show", "season")):
+            cur = conn.execute(
+                f"UPDATE media_items SET size_bytes = ({_ROLLUP_CHILD_SUM}) WHERE server = :server "
+                f"AND type = :parent AND removed_at IS NULL AND deleted_at IS NULL AND ({scope_sql}) "
+                f"AND size_bytes <> ({_ROLLUP_CHILD_SUM})",
+                {**params, "server": server, "parent": parent, "child": child},
+            )
+            changed += cur.rowcount
+    return changed
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class SyncResult:
+    """The outcome of one full sync of one server (also the ``sync_events`` row ``sync_id``).
+
+    ``status``: ``ok``; ``refused`` (a sweep would have removed too much, nothing was removed; ``error``
+    says where); ``unauthorized`` (Plex rejected the token); ``error`` (Plex unreachable or failing).
+    ``counts``: seen, added, updated, unchanged, removed, restored (came back; also counted in added),
+    tombstoned (listed by Plex, kept out because smartplexd deleted it).
+    """
+
+    sync_id: int
+    server: str
+    status: str
+    counts: dict[str, int]
+    duration_ms: int
+    error: str | None = None
+    libraries: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(("seen", "added", "updated", "unchanged", "removed", "restored", "tombstoned"), 0)
+
+
+class _Progress:
+    """Publishes ``sync.progress`` at most every :data:`PROGRESS_INTERVAL` seconds per library."""
+
+    def __init__(self, bus: EventBus, server: str, sync_id: int, library: str, total: int) -> None:
+        self.bus, self.server, self.sync_id, self.library, self.total = bus, server, sync_id, library, total
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.done = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.done == n or self.done >= self.total or now - self.last >= PROGRESS_INTERVAL:
+            self.publish(now)
+
+    def publish(self, now: float | None = None) -> None:
+        now = now if now is not None else time.monotonic()
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done / elapsed
+        remaining = max(self.total - self.done, 0)
+        self.bus.publish(
+            "sync.progress",
+            server=self.server,
+            sync_id=self.sync_id,
+            library=self.library,
+            done=self.done,
+            total=self.total,
+            rate=round(rate, 1),
+            eta_s=round(remaining / rate, 1) if rate > 0 else None,
+        )
+
+
+# --------------------------------------------------------------------------------------------- full sync
+
+
+def _server_config(config: AppConfig, server: str) -> PlexServerConfig:
+    try:
+        return config.plex_server(server)
+    except KeyError:
+        names = ", ".join(s.name for s in config.plex.servers) or "none configured"
+        raise UsageError(f"no Plex server named '{server}' in plex.servers ({names})") from None
+
+
+def _set_health(
+    store: Store,
+    server: str,
+    status: str,
+    *,
+    version: str | None = None,
+    latency_ms: float | None = None,
+    error: str | None = None,
+) -> None:
+    store.execute(
+        "INSERT INTO integration_health (name, plugin, status, version, latency_ms, checked_at, error) "
+        "VALUES (?, 'plex', ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET status = excluded.status, "
+        "version = coalesce(excluded.version, integration_health.version), latency_ms = excluded.latency_ms, "
+        "checked_at = excluded.checked_at, error = excluded.error",
+        (f"plex:{server}", status, version, latency_ms, time.time(), error),
+    )
+
+
+def _begin(store: Store, server: str, library: str | None) -> tuple[int, locks.Lock]:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    with store.transaction():
+        cur = store.execute(
+            "INSERT INTO sync_events (server, kind, library, started_at, status) VALUES (?, 'full', ?, ?, 'running')",
+            (server, library, now),
+        )
+        sync_id = int(cur.lastrowid or 0)
+        # Raises LockHeld (rolling this transaction back) when another sync of the server runs.
+        lock = locks.acquire(store, lock_name(server), owner=owner, ttl=LOCK_TTL, details={"sync_id": sync_id})
+        # We hold the lock, so any other 'running' row of this server belongs to a sync that died.
+        store.execute(
+            "UPDATE sync_events SET status = 'error', finished_at = ?, "
+            "error = 'interrupted: the process stopped before the sync finished' "
+            "WHERE server = ? AND status = 'running' AND id <> ?",
+            (now, server, sync_id),
+        )
+    return sync_id, lock
+
+
+def _finish(store: Store, result: SyncResult, started: float) -> None:
+    c = result.counts
+    details = {"restored": c["restored"], "tombstoned": c["tombstoned"], "libraries": result.libraries}
+    store.execute(
+        "UPDATE sync_events SET finished_at = ?, duration_ms = ?, status = ?, items_seen = ?, added = ?, "
+        "updated = ?, unchanged = ?, removed = ?, error = ?, details = ? WHERE id = ?",
+        (
+            started + result.duration_ms / 1000,
+            result.duration_ms,
+            result.status,
+            c["seen"],
+            c["added"],
+            c["updated"],
+            c["unchanged"],
+            c["removed"],
+            result.error,
+            json.dumps(details, default=str),
+            result.sync_id,
+        ),
+    )
+
+
+def sync_server(
+    config: AppConfig,
+    store: Store,
+    server: str,
+    *,
+    libraries: list[str] | None = None,
+    bus: EventBus = events.bus,
+    allow_shrink: bool = False,
+    retry: RetryPolicy | None = None,
+) -> SyncResult:
+    """Fully sync one configured Plex server into ``store`` (see the module docstring for every step).
+
+    ``libraries`` (titles) overrides ``plex.servers[].libraries``; an unknown title ends the sync with
+    status ``error``. ``allow_shrink`` lets a sweep remove more than ``deletion.max_library_shrink_percent``
+    (the user confirmed the library really shrank). ``store`` must be this thread's own Store.
+    Raises :class:`LockHeld` (``details["sync_id"]`` = the running sync) and :class:`UsageError` for an
+    unknown server; every other outcome is in the returned :class:`SyncResult`.
+    """
+    srv = _server_config(config, server)
+    wanted = list(libraries) if libraries else list(srv.libraries)
+    sync_id, lock = _begin(store, server, ", ".join(wanted) or None)
+    started = time.time()
+    t0 = time.monotonic()
+    counts = _zero_counts()
+    library_results: list[dict[str, Any]] = []
+    status, error = "ok", None
+    bus.publish("sync.started", server=server, sync_id=sync_id, libraries=wanted)
+    log.info("sync %d of Plex server %s started", sync_id, server)
+    try:
+        with PlexClient(srv, retry=retry) as client:
+            identity, latency = measure_identity(client)
+            _set_health(store, server, "ok", version=identity.get("version"), latency_ms=round(latency, 1))
+            sections = _choose_sections(client.sections(), wanted, server)
+            job = _FullSync(config, store, client, srv, sync_id, lock, bus, allow_shrink)
+            for section in sections:
+                outcome = job.sync_section(section)
+                library_results.append(outcome)
+                for key in counts:
+                    counts[key] += outcome["counts"].get(key, 0)
+            refusals = [lib["note"] for lib in library_results if lib["sweep"] == "refused"]
+            if refusals:
+                status, error = "refused", "; ".join(refusals)
+    except PlexUnauthorized as exc:
+        status, error = "unauthorized", str(exc)
+        _set_health(store, server, "unauthorized", error=error)
+        bus.publish("plex.unauthorized", server=server, sync_id=sync_id, message=error)
+    except PlexError as exc:
+        status, error = "error", str(exc)
+        _set_health(store, server, "down", error=error)
+    except _NoSuchLibrary as exc:
+        status, error = "error", str(exc)
+    except Exception as exc:
+        log.exception("sync %d of Plex server %s failed", sync_id, server)
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        result = SyncResult(
+            sync_id=sync_id,
+            server=server,
+            status=status,
+            counts=counts,
+            duration_ms=int((time.monotonic() - t0) * 1000),
+            error=error,
+            libraries=library_results,
+        )
+        try:
+            _finish(store, result, started)
+        finally:
+            lock.release()
+    log.log(
+        logging.INFO if status == "ok" else logging.WARNING,
+        "sync %d of Plex server %s: %s in %d ms (%s)%s",
+        sync_id,
+        server,
+        status,
+        result.duration_ms,
+        ", ".join(f"{k} {v}" for k, v in counts.items()),
+        f": {error}" if error else "",
+    )
+    bus.publish("sync.finished", **result.to_dict())
+    return result
+
+
+class _NoSuchLibrary(Exception):
+    pass
+
+
+def _choose_sections(sections: list[dict[str, Any]], wanted: list[str], server: str) -> list[dict[str, Any]]:
+    usable = [s for s in sections if s.get("type") in SECTION_LISTINGS]
+    if not wanted:
+        return usable
+    by_title = {s.get("title"): s for s in usable}
+    missing = [t for t in wanted if t not in by_title]
+    if missing:
+        have = ", ".join(sorted(str(t) for t in by_title)) or "none"
+        raise _NoSuchLibrary(
+            f"Plex server '{server}' has no movie or show library titled {', '.join(repr(m) for m in missing)} "
+            f"(it has: {have}); fix plex.servers[{server}].libraries or --library"
+        )
+    return [by_title[t] for t in wanted]
+
+
+class _FullSync:
+    """One server's full sync, library by library (the state shared by its steps)."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        store: Store,
+        client: PlexClient,
+        srv: PlexServerConfig,
+        sync_id: int,
+        lock: locks.Lock,
+        bus: EventBus,
+        allow_shrink: bool,
+    ) -> None:
+        self.config, self.store, self.client, self.srv = config, store, client, srv
+        self.sync_id, self.lock, self.bus, self.allow_shrink = sync_id, lock, bus, allow_shrink
+        self.server = srv.name
+        self.lock_refreshed = time.monotonic()
+        store.execute("CREATE TEMP TABLE IF NOT EXISTS sync_seen (rating_key TEXT PRIMARY KEY)")
+        self.writer = _Writer(store, self.server, sync_id, seen_table=True)
+
+    def _refresh_lock(self) -> None:
+        if time.monotonic() - self.lock_refreshed >= LOCK_REFRESH:
+            self.lock.refresh()
+            self.lock_refreshed = time.monotonic()
+
+    def _pages(
+        self, pool: ThreadPoolExecutor, section_id: str, title: str, type_: str, total: int
+    ) -> Iterator[tuple[int, list[ItemRow]]]:
+        """(listing total, rows) per page in order, with up to ``pages_in_flight`` fetches outstanding."""
+        size = self.srv.sync.page_size
+        client = self.client
+
+        def fetch(offset: int) -> tuple[int, list[ItemRow]]:
+            # Runs in a worker: JSON parsing and row building overlap with the main thread's writes.
+            page = client.fetch_page(section_id, type_, offset, size)
+            return page.total, [item_row(item, section_id, title) for item in page.items if item.get("type") == type_]
+
+        pending: deque[Future[tuple[int, list[ItemRow]]]] = deque()
+        next_offset = 0
+        known_total = total
+        try:
+            while True:
+                while len(pending) < self.srv.sync.pages_in_flight and next_offset < known_total:
+                    pending.append(pool.submit(fetch, next_offset))
+                    next_offset += size
+                if not pending:
+                    return
+                page_total, rows = pending.popleft().result()
+                # Items added while we page would shift past the planned end: keep going to the new end.
+                known_total = max(known_total, page_total)
+                yield page_total, rows
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def sync_section(self, section: dict[str, Any]) -> dict[str, Any]:
+        section_id, title, kind = str(section["key"]), str(section.get("title", "")), section["type"]
+        listings = SECTION_LISTINGS[kind]
+        totals = {t: self.client.count(section_id, t) for t in listings}
+        total = sum(totals.values())
+        counts = Counter[str]()
+        progress = _Progress(self.bus, self.server, self.sync_id, title, total)
+        self.store.execute("DELETE FROM temp.sync_seen")
+        consistent = True
+        with ThreadPoolExecutor(self.srv.sync.pages_in_flight, thread_name_prefix=f"plex-{self.server}") as pool:
+            for type_ in listings:
+                received = 0
+                for page_total, rows in self._pages(pool, section_id, title, type_, totals[type_]):
+                    if page_total != totals[type_]:
+                        consistent = False
+                    received += len(rows)
+                    counts.update(self.writer.write(rows))
+                    progress.advance(len(rows))
+                    self._refresh_lock()
+                if received != totals[type_]:
+                    consistent = False
+        if progress.done != total or progress.last == 0.0:
+            progress.publish()
+        sweep, note, removed = self._sweep(section_id, title, consistent)
+        if kind == "show":
+            _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
+        result_counts = {k: counts.get(k, 0) for k in OUTCOMES}
+        result_counts["added"] += result_counts["restored"]
+        result_counts["seen"] = sum(counts.values())
+        result_counts["removed"] = removed
+        return {
+            "section_id": section_id,
+            "title": title,
+            "type": kind,
+            "total": total,
+            "counts": result_counts,
+            "sweep": sweep,
+            "note": note,
+        }
+
+    def _sweep(self, section_id: str, title: str, consistent: bool) -> tuple[str, str | None, int]:
+        """Mark rows Plex no longer lists as removed, unless that looks like an outage. (status, note, n)."""
+        if not consistent:
+            note = f"library '{title}' changed while it was read; removals wait for the next sync"
+            log.info("sync %d: %s", self.sync_id, note)
+            return "skipped", note, 0
+        scope = (
+            "FROM media_items m WHERE m.server = ? AND m.section_id = ? AND m.removed_at IS NULL "
+            "AND m.deleted_at IS NULL"
+        )
+        gone_filter = " AND NOT EXISTS (SELECT 1 FROM temp.sync_seen s WHERE s.rating_key = m.rating_key)"
+        params = (self.server, section_id)
+        active = self.store.query_one(f"SELECT COUNT(*) AS n {scope}", params)["n"]  # type: ignore[index]
+        gone = self.store.query_one(f"SELECT COUNT(*) AS n {scope}{gone_filter}", params)["n"]  # type: ignore[index]
+        if not gone:
+            return "done", None, 0
+        limit = self.config.deletion.max_library_shrink_percent
+        percent = 100.0 * gone / active
+        if percent > limit and not self.allow_shrink:
+            note = (
+                f"sweep of library '{title}' refused: Plex no longer lists {gone} of {active} items "
+                f"({percent:.1f}% > deletion.max_library_shrink_percent {limit:g}%); nothing was removed. "
+                "If Plex was offline or a disk unmounted, fix that and sync again; if the library really "
+                "shrank, run `smartplexd sync --allow-shrink`"
+            )
+            log.warning("sync %d: %s", self.sync_id, note)
+            self.bus.publish(
+                "sync.refused",
+                server=self.server,
+                sync_id=self.sync_id,
+                library=title,
+                would_remove=gone,
+                active=active,
+                percent=round(percent, 1),
+                limit=limit,
+                message=note,
+            )
+            return "refused", note, 0
+        with self.store.transaction():
+            cur = self.store.execute(
+                f"UPDATE media_items SET removed_at = ? WHERE id IN (SELECT m.id {scope}{gone_filter})",
+                (time.time(), *params),
+            )
+        return "done", None, cur.rowcount
+
+
+# --------------------------------------------------------------------------------------------- one item
+
+
+def _mark_gone(store: Store, server: str, rating_key: str) -> str:
+    row = store.query_one(
+        "SELECT type, removed_at, deleted_at, parent_rating_key, grandparent_rating_key FROM media_items "
+        "WHERE server = ? AND rating_key = ?",
+        (server, rating_key),
+    )
+    if row is None:
+        return "unchanged"
+    if row["deleted_at"] is not None:
+        return "tombstoned"
+    if row["removed_at"] is not None:
+        return "unchanged"
+    with store.transaction():
+        store.execute(
+            "UPDATE media_items SET removed_at = ? WHERE server = ? AND removed_at IS NULL AND deleted_at IS NULL "
+            "AND (rating_key = ? OR parent_rating_key = ? OR grandparent_rating_key = ?)",
+            (time.time(), server, rating_key, rating_key, rating_key),
+        )
+    parents = [k for k in (row["parent_rating_key"], row["grandparent_rating_key"]) if k]
+    if parents:
+        _rollup_keys(store, server, parents)
+    return "removed"
+
+
+def _rollup_keys(store: Store, server: str, keys: Iterable[str]) -> None:
+    keys = list(dict.fromkeys(keys))
+    names = {f"k{i}": k for i, k in enumerate(keys)}
+    _rollup(store, server, f"rating_key IN ({', '.join(':' + n for n in names)})", names)
+
+
+def sync_item(
+    config: AppConfig,
+    store: Store,
+    server: str,
+    rating_key: str | int,
+    *,
+    client: PlexClient | None = None,
+    bus: EventBus = events.bus,
+) -> str:
+    """Bring one item up to date from Plex (webhooks call this). Returns what happened to it:
+
+    ``added`` (new, or back after a removal), ``updated``, ``unchanged``, ``removed`` (Plex no longer has
+    it: the row and its seasons/episodes get ``removed_at``), ``tombstoned`` (smartplexd deleted it; nothing
+    written) or ``ignored`` (not in a mirrored movie/show library). A show brings its seasons and episodes
+    along, a season its episodes; parents' sizes are rolled up. Takes no lock: a concurrent full sync
+    writes the same values. Raises :class:`PlexUnauthorized` (the server is marked ``unauthorized``) and
+    :class:`PlexError` when Plex fails after retries.
+    """
+    srv = _server_config(config, server)
+    rk = str(rating_key)
+    own_client = client is None
+    plex = client or PlexClient(srv)
+    try:
+        try:
+            item = plex.fetch_item(rk)
+            if item is None:
+                outcome = _mark_gone(store, server, rk)
+                bus.publish("sync.item", server=server, rating_key=rk, outcome=outcome)
+                return outcome
+            section_id = str(item.get("librarySectionID", ""))
+            section_title = str(item.get("librarySectionTitle", ""))
+            if item.get("type") not in ITEM_TYPES or (srv.libraries and section_title not in srv.libraries):
+                return "ignored"
+            items = [item]
+            if item["type"] == "show":
+                items += plex.children(rk) + plex.all_leaves(rk)
+            elif item["type"] == "season":
+                items += plex.children(rk)
+        except PlexUnauthorized as exc:
+            _set_health(store, server, "unauthorized", error=str(exc))
+            bus.publish("plex.unauthorized", server=server, message=str(exc))
+            raise
+    finally:
+        if own_client:
+            plex.close()
+    rows = [item_row(i, section_id, section_title) for i in items if i.get("type") in ITEM_TYPES]
+    outcomes = _Writer(store, server, None, seen_table=False).write(rows)
+    first = rows[0]
+    affected = [k for k in (first.parent_rating_key, first.grandparent_rating_key) if k]
+    if first.type in ("show", "season"):
+        affected += [r.rating_key for r in rows if r.type == "season"] + [first.rating_key]
+    if affected:
+        _rollup_keys(store, server, affected)
+    outcome = "added" if outcomes[0] == "restored" else outcomes[0]
+    bus.publish("sync.item", server=server, rating_key=rk, outcome=outcome)
+    return outcome
