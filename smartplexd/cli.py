@@ -287,6 +287,76 @@ def _audit(args: argparse.Namespace, app: App) -> int:
     return EXIT_OK
 
 
+# --- sync ------------------------------------------------------------------------------------------------
+
+
+def _sync_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", action="append", default=None, help="server name (repeatable; default: all)")
+    p.add_argument("--library", action="append", default=None, help="library title (repeatable; default: config)")
+    p.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="let the sweep remove more than deletion.max_library_shrink_percent (the library really shrank)",
+    )
+
+
+@command("sync", "mirror Plex libraries into the database (full sync)", json=True, args=_sync_args)
+def _sync(args: argparse.Namespace, app: App) -> int:
+    from smartplexd import audit, events
+    from smartplexd.errors import PlexUnauthorized, Refused, UsageError
+    from smartplexd.plex.sync import LockHeld, sync_server
+    from smartplexd.progress import ProgressBar
+
+    config = app.config
+    names = args.server or [s.name for s in config.plex.servers]
+    if not names:
+        raise UsageError("no Plex server configured: add one under plex.servers")
+    results: list[dict[str, Any]] = []
+    locked: list[str] = []
+    for name in names:
+        bar = ProgressBar(f"{name}", stream=app.err) if not args.json else None
+
+        def on_event(event: events.Event, bar: ProgressBar | None = bar, name: str = name) -> None:
+            if bar is not None and event.type == "sync.progress" and event.data["server"] == name:
+                bar.update(event.data["done"], event.data["total"], label=f"{name}/{event.data['library']}")
+
+        unsubscribe = events.bus.subscribe(on_event)
+        try:
+            if args.allow_shrink:
+                audit.record(app.store, app.actor, "sync.allow_shrink", f"plex:{name}", {"libraries": args.library})
+            result = sync_server(config, app.store, name, libraries=args.library, allow_shrink=args.allow_shrink)
+            results.append(result.to_dict())
+        except LockHeld as exc:
+            running = exc.details.get("sync_id", "?")
+            locked.append(f"a sync of Plex server '{name}' is already running (sync {running}); try again later")
+            results.append({"server": name, "status": "locked", "running_sync_id": running})
+        finally:
+            unsubscribe()
+            if bar is not None:
+                bar.close()
+    if args.json:
+        app.print_json(results)
+    else:
+        for r in results:
+            if r["status"] == "locked":
+                continue
+            c = r["counts"]
+            app.print(
+                f"{r['server']}: {r['status']} (sync {r['sync_id']}) — {c['seen']} items: {c['added']} added, "
+                f"{c['updated']} updated, {c['unchanged']} unchanged, {c['removed']} removed, "
+                f"{c['tombstoned']} kept out (tombstoned) in {r['duration_ms'] / 1000:.1f} s"
+            )
+    statuses = {r["status"] for r in results}
+    if "unauthorized" in statuses:
+        raise PlexUnauthorized(next(r["server"] for r in results if r["status"] == "unauthorized"))
+    problems = locked + [r["error"] for r in results if r["status"] == "refused"]
+    if problems:
+        raise Refused("; ".join(problems))
+    if "error" in statuses:
+        raise SmartplexdError("; ".join(r["error"] for r in results if r["status"] == "error"))
+    return EXIT_OK
+
+
 # Each later area adds its commands above this line, in a section of its own (sync, rules, deletion,
 # daemon, assistant), calling into the module that owns the work.
 
