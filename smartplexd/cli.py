@@ -357,6 +357,40 @@ def _sync(args: argparse.Namespace, app: App) -> int:
     return EXIT_OK
 
 
+# --- status and demo ------------------------------------------------------------------------------------
+
+
+@command("status", "what smartplexd is doing: health, syncs, leaving soon, deletions, retries, schedule", json=True)
+def _status(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.status import gather, render_text
+
+    status = gather(app.config, app.store)
+    if args.json:
+        app.print_json(status)
+    else:
+        app.print(render_text(status, app.config.tz))
+    return EXIT_OK
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default="./demo-data", help="folder for the demo config, rules and database")
+    p.add_argument("--movies", type=int, default=2000, help="movies in the simulated library")
+    p.add_argument("--shows", type=int, default=60, help="shows in the simulated library")
+    p.add_argument("--seed", type=int, default=42, help="seed of the simulated library")
+    p.add_argument("--latency", type=float, default=0.15, help="seconds the simulated Plex waits per request")
+    p.add_argument("--port", type=int, default=0, help="status page port on 127.0.0.1 (default: a free one)")
+
+
+@command("demo", "run simulated Plex/Sonarr/Radarr/Overseerr/Tautulli and the daemon against them", args=_demo_args)
+def _demo(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.demo.launcher import DemoOptions, run_demo
+
+    options = DemoOptions(
+        folder=args.dir, movies=args.movies, shows=args.shows, seed=args.seed, latency=args.latency, port=args.port
+    )
+    return run_demo(options, out=app.out)
+
+
 # Each later area adds its commands above this line, in a section of its own (sync, rules, deletion,
 # daemon, assistant), calling into the module that owns the work.
 
