@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from status_seed import SECRETS, seed, write_config
 
 from smartplexd import cli
 from smartplexd.config import AppConfig
@@ -26,7 +27,6 @@ from smartplexd.store import open_store
 from smartplexd.web import BUS, CONFIG, DB_PATH
 from smartplexd.web import sse as sse_web
 from smartplexd.web import status as status_web
-from status_seed import SECRETS, seed, write_config
 
 
 @pytest.fixture
