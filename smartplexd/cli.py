@@ -391,6 +391,51 @@ def _demo(args: argparse.Namespace, app: App) -> int:
     return run_demo(options, out=app.out)
 
 
+# --- assistant -----------------------------------------------------------------------------------------
+
+
+def _ask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help='what to ask, e.g. "what could I delete to free 500 GB?"')
+    p.add_argument(
+        "--save", metavar="PATH", help="write the drafted rule to PATH (valid drafts only; never overwrites)"
+    )
+
+
+@command(
+    "ask", "ask the AI assistant about the library or for a rule draft (it cannot delete)", json=True, args=_ask_args
+)
+def _ask(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.assistant import ask, save_draft
+
+    result = ask(app.config, app.store, args.question, actor=app.actor)
+    if args.json:
+        out = result.to_dict()
+        out["saved_to"] = save_draft(result, args.save) if args.save else None
+        app.print_json(out)
+        return EXIT_OK
+    app.print(result.answer)
+    draft = result.draft
+    if draft is not None:
+        app.print()
+        if draft.valid:
+            app.print(f"Draft rule (valid; a dry run selects {draft.items} items, {draft.to_dict()['size']}):")
+        else:
+            app.print("Draft rule (NOT valid):")
+        app.print(draft.yaml.rstrip())
+        for error in draft.errors:
+            app.print(f"  error: {error}")
+    for warning in result.warnings:
+        app.print(f"warning: {warning}")
+    u = result.usage
+    app.print(
+        f"({u.calls} call(s), {u.prompt_tokens}+{u.completion_tokens} tokens, ${u.cost_usd:.4f}; "
+        f"${u.month_spend_usd:.2f} of ${u.monthly_budget_usd:.2f} this month)"
+    )
+    if args.save:
+        app.print(f"saved the draft to {save_draft(result, args.save)}")
+    return EXIT_OK
+
+
 # Each later area adds its commands above this line, in a section of its own (sync, rules, deletion,
 # daemon, assistant), calling into the module that owns the work.
 
