@@ -130,24 +130,24 @@ def seed(store: Store, now: float) -> dict[str, Any]:
         added=3680,
     )
 
-    movie_a = _item(store, "2001", "Silent Harbor 7", year=1999, size_bytes=14 * 10**9)
-    movie_b = _item(store, "2002", "Crimson Orbit 12", year=2011, size_bytes=8 * 10**9)
-    show = _item(store, "3000", "Velvet Machine Show", type="show", section_id="2", section_title="TV Shows")
+    movie_a = _item(store, "90001", "Silent Harbor 7", year=1999, size_bytes=14 * 10**9)
+    movie_b = _item(store, "90002", "Crimson Orbit 12", year=2011, size_bytes=8 * 10**9)
+    show = _item(store, "93000", "Velvet Machine Show", type="show", section_id="2", section_title="TV Shows")
     episode = _item(
         store,
-        "3003",
+        "93003",
         "Episode 3",
         type="episode",
         section_id="2",
         section_title="TV Shows",
-        grandparent_rating_key="3000",
-        parent_rating_key="3001",
+        grandparent_rating_key="93000",
+        parent_rating_key="93001",
         season_index=2,
         episode_index=3,
         size_bytes=2 * 10**9,
     )
-    gone = _item(store, "2003", "Paper Moon 3", year=1987, size_bytes=22 * 10**9, deleted_at=now - DAY)
-    failing = _item(store, "2004", "Glass Kingdom 4", year=2003, size_bytes=5 * 10**9)
+    gone = _item(store, "90003", "Paper Moon 3", year=1987, size_bytes=22 * 10**9, deleted_at=now - DAY)
+    failing = _item(store, "90004", "Glass Kingdom 4", year=2003, size_bytes=5 * 10**9)
     ids.update(movie_a=movie_a, movie_b=movie_b, show=show, episode=episode)
 
     plan = _insert(store, "plans", created_at=now - 2 * DAY, created_by="scheduler", status="applied", total_items=3)
@@ -192,7 +192,7 @@ def seed(store: Store, now: float) -> dict[str, Any]:
         plan_id=plan,
         item_id=gone,
         server="home",
-        rating_key="2003",
+        rating_key="90003",
         title="Paper Moon 3 (1987)",
         rule="watched-movies-90d",
         action="delete",
@@ -226,7 +226,7 @@ def seed(store: Store, now: float) -> dict[str, Any]:
         plan_id=plan,
         item_id=failing,
         server="home",
-        rating_key="2004",
+        rating_key="90004",
         title="Glass Kingdom 4 (2003)",
         rule="watched-movies-90d",
         action="delete",

@@ -220,7 +220,7 @@ async def test_no_configured_secret_appears_anywhere(site: str, config: AppConfi
 async def test_titles_are_escaped(site: str, config: AppConfig) -> None:
     store = open_store(config.database_path)
     store.execute(
-        "UPDATE media_items SET title = ? WHERE rating_key = '2001'", ('<img src=x onerror="alert(1)"> {{sections}}',)
+        "UPDATE media_items SET title = ? WHERE rating_key = '90001'", ('<img src=x onerror="alert(1)"> {{sections}}',)
     )
     store.close()
     async with aiohttp.ClientSession() as http, http.get(site + "/") as resp:
