@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "smartplexd"
 
 # The core's own features that use the same hooks (datasette's DEFAULT_PLUGINS pattern). Integrations
 # with external services are *not* listed here: they arrive through entry points like any third party's.
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("smartplexd.notify",)
 
 _pm: pluggy.PluginManager | None = None
 

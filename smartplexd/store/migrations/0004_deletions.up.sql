@@ -22,7 +22,8 @@ CREATE TABLE deletion_events (
 );
 CREATE INDEX deletion_events_status ON deletion_events (status);
 
--- status: pending | running | done | failed | skipped
+-- status: pending | running | done | failed | skipped. A failed step with next_attempt_at is in the retry
+-- queue (its deletion is partial); one without gave up after retry.max_attempts (its deletion is failed).
 CREATE TABLE deletion_steps (
     id INTEGER PRIMARY KEY,
     deletion_id INTEGER NOT NULL REFERENCES deletion_events (id),
