@@ -7,12 +7,12 @@
 # `--user UID:GID`, it skips the ownership steps and runs the command as that user.
 #
 # Environment: PUID, PGID (default 1000; 0 is refused), TZ (IANA name, also written into a new config),
-# SMARTPLEXD_CONFIG (default /config/config.yaml).
+# SMARTPLEXD_CONFIG (default /config/config.yaml), SMARTPLEXD_SHARE (where the examples are; for tests).
 set -eu
 
 CONFIG="${SMARTPLEXD_CONFIG:-/config/config.yaml}"
 CONFIG_DIR=$(dirname "$CONFIG")
-SHARE=/usr/share/smartplexd
+SHARE="${SMARTPLEXD_SHARE:-/usr/share/smartplexd}"   # config.example.yaml and rules/ from the image
 PUID="${PUID:-1000}"
 PGID="${PGID:-1000}"
 
