@@ -984,7 +984,9 @@ class _Conversation:
     def complete(self, request: dict[str, Any]) -> Any:
         """One Chat Completions call with retries; raises the errors a user can act on."""
         policy = self.retry
-        backoff = tenacity.wait_exponential_jitter(initial=policy.initial, max=policy.maximum, jitter=policy.jitter)
+        backoff = tenacity.wait_exponential(multiplier=policy.initial, max=policy.maximum) + tenacity.wait_random(
+            0, policy.jitter
+        )
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
