@@ -41,7 +41,7 @@ import re
 import socket
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -446,7 +446,9 @@ class _Progress:
 # --------------------------------------------------------------------------------------------- full sync
 
 
-def _server_config(config: AppConfig, server: str) -> PlexServerConfig:
+def _server_config(config: AppConfig, server: str | PlexServerConfig) -> PlexServerConfig:
+    if isinstance(server, PlexServerConfig):
+        return server
     try:
         return config.plex_server(server)
     except KeyError:
@@ -548,12 +550,9 @@ def sync_server(
             identity, latency = measure_identity(client)
             _set_health(store, server, "ok", version=identity.get("version"), latency_ms=round(latency, 1))
             sections = _choose_sections(client.sections(), wanted, server)
-            job = _FullSync(config, store, client, srv, sync_id, lock, bus, allow_shrink)
+            job = _FullSync(config, store, client, srv, sync_id, lock, bus, allow_shrink, counts)
             for section in sections:
-                outcome = job.sync_section(section)
-                library_results.append(outcome)
-                for key in counts:
-                    counts[key] += outcome["counts"].get(key, 0)
+                library_results.append(job.sync_section(section))
             refusals = [lib["note"] for lib in library_results if lib["sweep"] == "refused"]
             if refusals:
                 status, error = "refused", "; ".join(refusals)
@@ -629,9 +628,12 @@ class _FullSync:
         lock: locks.Lock,
         bus: EventBus,
         allow_shrink: bool,
+        counts: dict[str, int],
     ) -> None:
         self.config, self.store, self.client, self.srv = config, store, client, srv
         self.sync_id, self.lock, self.bus, self.allow_shrink = sync_id, lock, bus, allow_shrink
+        self.counts = counts
+        """The whole sync's counts, kept current page by page (so an interrupted sync reports its progress)."""
         self.server = srv.name
         self.lock_refreshed = time.monotonic()
         store.execute("CREATE TEMP TABLE IF NOT EXISTS sync_seen (rating_key TEXT PRIMARY KEY)")
@@ -677,7 +679,7 @@ class _FullSync:
         listings = SECTION_LISTINGS[kind]
         totals = {t: self.client.count(section_id, t) for t in listings}
         total = sum(totals.values())
-        counts = Counter[str]()
+        counts = _zero_counts()
         progress = _Progress(self.bus, self.server, self.sync_id, title, total)
         self.store.execute("DELETE FROM temp.sync_seen")
         consistent = True
@@ -688,7 +690,14 @@ class _FullSync:
                     if page_total != totals[type_]:
                         consistent = False
                     received += len(rows)
-                    counts.update(self.writer.write(rows))
+                    for outcome in self.writer.write(rows):
+                        counts[outcome] += 1
+                        self.counts[outcome] += 1
+                        if outcome == "restored":
+                            counts["added"] += 1
+                            self.counts["added"] += 1
+                    counts["seen"] += len(rows)
+                    self.counts["seen"] += len(rows)
                     progress.advance(len(rows))
                     self._refresh_lock()
                 if received != totals[type_]:
@@ -698,16 +707,14 @@ class _FullSync:
         sweep, note, removed = self._sweep(section_id, title, consistent)
         if kind == "show":
             _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
-        result_counts = {k: counts.get(k, 0) for k in OUTCOMES}
-        result_counts["added"] += result_counts["restored"]
-        result_counts["seen"] = sum(counts.values())
-        result_counts["removed"] = removed
+        counts["removed"] = removed
+        self.counts["removed"] += removed
         return {
             "section_id": section_id,
             "title": title,
             "type": kind,
             "total": total,
-            "counts": result_counts,
+            "counts": counts,
             "sweep": sweep,
             "note": note,
         }
@@ -794,7 +801,7 @@ def _rollup_keys(store: Store, server: str, keys: Iterable[str]) -> None:
 def sync_item(
     config: AppConfig,
     store: Store,
-    server: str,
+    server: str | PlexServerConfig,
     rating_key: str | int,
     *,
     client: PlexClient | None = None,
@@ -807,9 +814,10 @@ def sync_item(
     written) or ``ignored`` (not in a mirrored movie/show library). A show brings its seasons and episodes
     along, a season its episodes; parents' sizes are rolled up. Takes no lock: a concurrent full sync
     writes the same values. Raises :class:`PlexUnauthorized` (the server is marked ``unauthorized``) and
-    :class:`PlexError` when Plex fails after retries.
+    :class:`PlexError` when Plex fails after retries. ``server`` is a name or its ``PlexServerConfig``.
     """
     srv = _server_config(config, server)
+    server = srv.name
     rk = str(rating_key)
     own_client = client is None
     plex = client or PlexClient(srv)
