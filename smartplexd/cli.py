@@ -445,8 +445,151 @@ def _ask(args: argparse.Namespace, app: App) -> int:
     return code
 
 
+# --- deletion ------------------------------------------------------------------------------------------
+
+
+def _apply_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan_id", type=int, metavar="PLAN_ID", help="the plan to apply (`smartplexd plan` prints it)")
+    p.add_argument("--confirm", default=None, metavar="WORD", help="DELETE, to confirm without a prompt")
+    p.add_argument("--now", action="store_true", help="apply outside deletion.window")
+
+
+def _print_run(args: argparse.Namespace, app: App, result: Any) -> None:
+    from dataclasses import asdict
+
+    from smartplexd.units import format_size
+
+    if args.json:
+        app.print_json({**asdict(result), "counts": result.counts(), "exit_code": result.exit_code})
+        return
+    if result.busy:
+        app.print("another executor is running; nothing done")
+        return
+    if result.deletions:
+        rows = [
+            [d.id, d.title, d.status, format_size(d.bytes_freed) if d.bytes_freed else "", d.reason or ""]
+            for d in result.deletions
+        ]
+        app.print(table(rows, ["id", "title", "status", "freed", "reason"]))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items())) or "nothing to do"
+    app.print(f"{counts}; {format_size(result.bytes_freed)} freed")
+    if any(d.status == "partial" for d in result.deletions):
+        app.print("partial deletions are retried automatically with backoff; `smartplexd retry ID` forces it")
+
+
+def _run_exit(result: Any) -> int:
+    from smartplexd.errors import PlexUnauthorized
+
+    if result.unauthorized:
+        raise PlexUnauthorized(result.unauthorized, "the run stopped; nothing further was deleted")
+    return int(result.exit_code)
+
+
+@command("apply", "delete what a plan selected (asks for the word DELETE)", json=True, args=_apply_args)
+def _apply(args: argparse.Namespace, app: App) -> int:
+    from smartplexd import deletion
+    from smartplexd.units import format_size
+
+    confirm = args.confirm
+    if confirm is None and sys.stdin.isatty() and not args.json:
+        summary = deletion.check_can_apply(app.config, app.store, args.plan_id, actor=app.actor, now=args.now)
+        app.print(
+            f"Plan {summary['id']} selects {summary['items']} item(s), {format_size(summary['bytes'])}. "
+            "Each is re-checked before it is deleted; the deletion cannot be undone in Plex."
+        )
+        try:
+            confirm = input("Type DELETE to delete them: ").strip()
+        except EOFError:
+            confirm = ""
+    result = deletion.apply_plan(app.config, app.store, args.plan_id, actor=app.actor, confirm=confirm, now=args.now)
+    _print_run(args, app, result)
+    return _run_exit(result)
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--status", default=None, choices=["pending", "running", "done", "partial", "failed", "skipped"])
+    p.add_argument("--limit", type=int, default=50)
+
+
+@command("history", "deletions, newest first, with each step's outcome", json=True, args=_history_args)
+def _history(args: argparse.Namespace, app: App) -> int:
+    import time
+
+    from smartplexd import deletion
+    from smartplexd.units import format_size
+
+    rows = deletion.history(app.store, status=args.status, limit=args.limit)
+    if args.json:
+        app.print_json(rows)
+        return EXIT_OK
+    out = []
+    for d in rows:
+        steps = " → ".join(f"{s['plugin']}:{s['status']}" for s in d["steps"])
+        out.append(
+            [
+                d["id"],
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(d["created_at"])),
+                d["title"],
+                d["rule"] or "",
+                d["status"] + (" (restored)" if d["restored_at"] else ""),
+                format_size(d["bytes_freed"]) if d["bytes_freed"] else "",
+                steps,
+                d["reason"] or "",
+            ]
+        )
+    app.print(table(out, ["id", "created", "title", "rule", "status", "freed", "steps", "reason"]))
+    return EXIT_OK
+
+
+def _retry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", nargs="?", type=int, default=None, help="deletion id (default: every partial or failed one)")
+
+
+@command("retry", "run failed deletion steps now instead of at their backoff time", json=True, args=_retry_args)
+def _retry(args: argparse.Namespace, app: App) -> int:
+    from smartplexd import deletion
+
+    result = deletion.retry(app.config, app.store, args.id, actor=app.actor)
+    _print_run(args, app, result)
+    return _run_exit(result)
+
+
+def _restore_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", type=int, help="deletion id (`smartplexd history`)")
+
+
+@command(
+    "restore", "re-add a deleted item through Sonarr/Radarr (they download it again)", json=True, args=_restore_args
+)
+def _restore(args: argparse.Namespace, app: App) -> int:
+    from dataclasses import asdict
+
+    from smartplexd import deletion
+    from smartplexd.errors import EXIT_PARTIAL
+
+    outcome = deletion.restore(app.config, app.store, args.id, actor=app.actor)
+    if args.json:
+        app.print_json(asdict(outcome))
+    else:
+        for r in outcome.results:
+            mark = {True: "ok", False: "FAILED", None: "-"}[r["ok"]]
+            app.print(f"{r['target']}: {mark} {r['message']}")
+        app.print(f"restore of deletion {outcome.deletion_id}: {outcome.status}")
+    return EXIT_OK if outcome.status == "ok" else EXIT_PARTIAL
+
+
 # Each later area adds its commands above this line, in a section of its own (sync, rules, deletion,
 # daemon, assistant), calling into the module that owns the work.
+
+# --- daemon --------------------------------------------------------------------------------------------
+
+
+@command("run", "run the daemon: web server, webhooks, API, scheduler (SIGTERM stops, SIGHUP reloads)")
+def _run(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.daemon import Daemon
+
+    return Daemon(app.config_path).run()
+
 
 # --- entry point ---------------------------------------------------------------------------------------
 
