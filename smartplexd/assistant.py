@@ -1081,7 +1081,11 @@ def ask(
         raise UsageError(f"the question is longer than {MAX_QUESTION_CHARS} characters; shorten it")
     ask_id = uuid.uuid4().hex[:12]
     chat = _Conversation(config, store, actor, ask_id, retry or RetryPolicy(), sleep)
-    chat.check_budget()
+    try:
+        chat.check_budget()
+    except BudgetExceeded:
+        chat.client.close()
+        raise
     reader = readonly_store(store)
     tools = LibraryTools(config, reader)
     traces: list[ToolTrace] = []
@@ -1125,6 +1129,7 @@ def ask(
             if block is not None:
                 draft = tools.check_draft(block)
     finally:
+        chat.client.close()
         if reader is not store:
             reader.close()
 

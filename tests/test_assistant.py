@@ -80,6 +80,20 @@ def config(tmp_path, server):
 
 
 @pytest.fixture
+def db():
+    """Open stores that are closed after the test."""
+    opened = []
+
+    def open_(path):
+        opened.append(open_store(path))
+        return opened[-1]
+
+    yield open_
+    for st in opened:
+        st.close()
+
+
+@pytest.fixture
 def store(config):
     st = open_store(config.database_path)
     seed_library(st)
@@ -439,26 +453,26 @@ def test_5xx_then_success(server, config, store):
     assert ask(config, store, "hi", actor="cli:test", retry=FAST).answer == "recovered"
 
 
-def test_timeouts_are_retried_then_reported(tmp_path, server):
+def test_timeouts_are_retried_then_reported(tmp_path, server, db):
     config = write_config(tmp_path, assistant_yaml(server.url, timeout=0.2, max_retries=1))
-    store = open_store(config.database_path)
+    store = db(config.database_path)
     server.sim.push(sim.text("slow", delay=1.0), sim.text("slow", delay=1.0))
     with pytest.raises(AssistantUnavailable, match=r"unreachable \(timed out\) after 2 attempts.*assistant.timeout"):
         ask(config, store, "hi", actor="cli:test", retry=FAST)
     assert [r["status"] for r in usage_rows(store)] == ["timeout", "timeout"]
 
 
-def test_unreachable_provider(tmp_path):
+def test_unreachable_provider(tmp_path, db):
     config = write_config(tmp_path, assistant_yaml("http://127.0.0.1:9", max_retries=1))
-    store = open_store(config.database_path)
+    store = db(config.database_path)
     with pytest.raises(AssistantUnavailable, match=r"127.0.0.1:9/v1 is unreachable .*Check assistant.base_url"):
         ask(config, store, "hi", actor="cli:test", retry=FAST)
     assert [r["status"] for r in usage_rows(store)] == ["unreachable", "unreachable"]
 
 
-def test_wrong_key_is_not_retried(tmp_path, server):
+def test_wrong_key_is_not_retried(tmp_path, server, db):
     config = write_config(tmp_path, assistant_yaml(server.url, api_key="sk-wrong-key"))
-    store = open_store(config.database_path)
+    store = db(config.database_path)
     with pytest.raises(AssistantUnavailable, match=r"rejected the API key.*assistant\.api_key"):
         ask(config, store, "hi", actor="cli:test", retry=FAST)
     assert len(server.sim.chat_requests) == 1
@@ -472,8 +486,8 @@ def test_a_body_that_is_not_json_is_reported(server, config, store):
     assert [r["status"] for r in usage_rows(store)] == ["malformed"]
 
 
-def test_not_configured_messages(tmp_path, server):
-    store = open_store(tmp_path / "x.db")
+def test_not_configured_messages(tmp_path, server, db):
+    store = db(tmp_path / "x.db")
     with pytest.raises(AssistantNotConfigured, match="add an `assistant:` section"):
         ask(write_config(tmp_path, None), store, "hi", actor="cli:test")
     with pytest.raises(AssistantNotConfigured, match="no api_key"):
@@ -517,9 +531,9 @@ def test_budget_is_enforced_before_any_request(server, config, store):
     assert len(usage_rows(store)) == 1
 
 
-def test_budget_counts_this_calendar_month_in_the_configured_timezone(tmp_path, server):
+def test_budget_counts_this_calendar_month_in_the_configured_timezone(tmp_path, server, db):
     config = write_config(tmp_path, assistant_yaml(server.url, monthly_budget_usd=1), timezone="Pacific/Auckland")
-    store = open_store(config.database_path)
+    store = db(config.database_path)
     start = assistant.month_start(config)
     store.db["ai_usage"].insert_all(
         [
@@ -532,9 +546,9 @@ def test_budget_counts_this_calendar_month_in_the_configured_timezone(tmp_path, 
     assert ask(config, store, "hi", actor="cli:test").answer == "fine"
 
 
-def test_budget_stops_a_conversation_that_spends_it(tmp_path, server):
+def test_budget_stops_a_conversation_that_spends_it(tmp_path, server, db):
     config = write_config(tmp_path, assistant_yaml(server.url, monthly_budget_usd=0.001))
-    store = open_store(config.database_path)
+    store = db(config.database_path)
     # 10,000 prompt tokens at $0.15/M = $0.0015 >= the budget after the first call
     server.sim.push(sim.tool_calls(("list_facts", {}), usage=(10_000, 10)), sim.text("never sent"))
     with pytest.raises(BudgetExceeded):
@@ -621,3 +635,15 @@ def test_cli_ask_saves_a_valid_draft(server, config, store, tmp_path):
     server.sim.push(sim.tool_calls(("propose_rule", {"rule_yaml": GOOD_RULE})), sim.text("Draft ready."))
     code, _ = run_cli(config, "ask", "draft a rule", "--save", str(target))
     assert code == 2  # never overwrites
+
+
+def test_cli_prints_the_answer_when_the_draft_cannot_be_saved(server, config, store, tmp_path, capsys):
+    server.sim.push(
+        sim.tool_calls(("propose_rule", {"rule_yaml": "name: x\nwhen: {fact: plex.nope}"})), sim.text("Sorry.")
+    )
+    target = tmp_path / "x.yaml"
+    code, out = run_cli(config, "ask", "draft a rule", "--save", str(target))
+    assert code == 2
+    assert out.startswith("Sorry.") and "Draft rule (NOT valid)" in out and "unknown fact 'plex.nope'" in out
+    assert "the draft is not valid, so it was not saved" in capsys.readouterr().err
+    assert not target.exists()
