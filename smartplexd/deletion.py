@@ -456,9 +456,9 @@ def restore(config: Any, store: Store, deletion_id: int, *, actor: str, pm: Any 
         for step in done:
             cascade = CascadeTarget(step["plugin"], step["target"], step["seq"], step["action"], step["data"])
             try:
-                res = pm.hook.smartplexd_restore(deletion=hook_deletion, target=cascade, ctx=ctx)
-                if inspect.isawaitable(res):
-                    res = loop.run_until_complete(res)
+                res = first_result(
+                    pm.hook.smartplexd_restore, _resolver(loop), deletion=hook_deletion, target=cascade, ctx=ctx
+                )
             except Exception as exc:
                 results.append({"target": step["target"], "ok": False, "message": f"{type(exc).__name__}: {exc}"})
                 continue
@@ -491,6 +491,29 @@ def restore(config: Any, store: Store, deletion_id: int, *, actor: str, pm: Any 
             store.execute("UPDATE tombstones SET expires_at = ? WHERE deletion_id = ?", (now, deletion_id))
         audit.record(store, actor, "deletion.restore", target, {"status": status, "results": results})
     return RestoreOutcome(deletion_id, status, results)
+
+
+# --- hooks ---------------------------------------------------------------------------------------------
+
+
+def first_result(hook: Any, resolve: Any, **kwargs: Any) -> Any:
+    """The first non-None result of a ``firstresult`` hook, awaiting async implementations one by one.
+
+    pluggy's own ``firstresult`` stops at the first return value that is not None, and a coroutine object
+    is never None, so with async plugins it would always pick whichever implementation it called first.
+    """
+    for impl in reversed(hook.get_hookimpls()):
+        result = resolve(impl.function(*[kwargs[name] for name in impl.argnames]))
+        if result is not None:
+            return result
+    return None
+
+
+def _resolver(loop: asyncio.AbstractEventLoop) -> Any:
+    def resolve(value: Any) -> Any:
+        return loop.run_until_complete(value) if inspect.isawaitable(value) else value
+
+    return resolve
 
 
 # --- one run -------------------------------------------------------------------------------------------
@@ -542,6 +565,7 @@ class _Run:
         self._health: list[Any] | None = None
         self._rules: dict[str, Any] | None = None
         self._evaluation: Any = None
+        self._verdicts: dict[str, dict[int, bool | None]] = {}
 
     def __enter__(self) -> _Run:
         return self
@@ -736,6 +760,7 @@ class _Run:
             self.result.deletions.append(
                 DeletionOutcome(row["id"], row["title"], row["status"], row["reason"], row["bytes_freed"])
             )
+            self.result.deletions.sort(key=lambda d: d.id)
 
     def load(self, deletion_id: int) -> dict[str, Any]:
         deletion = get_deletion(self.store, deletion_id)
@@ -882,8 +907,8 @@ class _Run:
     def rule_mismatch(self, rule: Any, deletion: dict[str, Any]) -> str | None:
         """Evaluate the rule for this one item on the stored data; a reason when it no longer selects it.
 
-        The rules engine evaluates whole libraries; this builds its fact table once per run (for every rule
-        the run touches) and asks the compiled rule about one row.
+        The rules engine evaluates whole libraries at once; the run evaluates each rule it touches once
+        (on first use) and looks the item up in the result.
         """
         verdict = self.rule_verdict(rule, deletion["item_id"])
         if verdict is True:
@@ -894,22 +919,17 @@ class _Run:
 
     def rule_verdict(self, rule: Any, item_id: int) -> bool | None:
         """True (selected), False (not, or no longer in the library) or None (unknown) for one item."""
-        from smartplexd.rules.evaluator import Evaluation
-        from smartplexd.rules.facts import registry
+        if rule.name not in self._verdicts:
+            from smartplexd.rules.evaluator import Evaluation
+            from smartplexd.rules.facts import registry
 
-        if self._evaluation is None:
-            self._evaluation = Evaluation(
-                self.config, self.store, list(self.rules().values()), registry(self.pm), pm=self.pm
-            )
-            self._evaluation.build()
-        compiled = self._evaluation.compile(rule)
-        row = self.store.query_one(
-            f"SELECT ({compiled.sql}) AS r FROM {self._evaluation.table} WHERE id = :smartplexd_item",
-            {**compiled.params, "smartplexd_item": item_id},
-        )
-        if row is None:
-            return False
-        return None if row["r"] is None else bool(row["r"])
+            if self._evaluation is None:
+                self._evaluation = Evaluation(
+                    self.config, self.store, list(self.rules().values()), registry(self.pm), pm=self.pm
+                )
+                self._evaluation.build()
+            self._verdicts[rule.name] = {c.id: c.result for c in self._evaluation.decide(rule)}
+        return self._verdicts[rule.name].get(item_id, False)
 
     # ---- steps
 
@@ -944,8 +964,12 @@ class _Run:
         item = MediaItem.from_row(deletion["snapshot"]["item"])
         target = CascadeTarget(step["plugin"], step["target"], step["seq"], step["action"], step["data"])
         try:
-            result = self.resolve(
-                self.pm.hook.smartplexd_cascade_step(item=item, target=target, ctx=self.hook_ctx(deletion["action"]))
+            result = first_result(
+                self.pm.hook.smartplexd_cascade_step,
+                self.resolve,
+                item=item,
+                target=target,
+                ctx=self.hook_ctx(deletion["action"]),
             )
         except Exception as exc:
             return StepResult(StepStatus.FAILED, f"{step['plugin']} step raised {type(exc).__name__}: {exc}")
