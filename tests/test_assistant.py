@@ -647,3 +647,15 @@ def test_cli_prints_the_answer_when_the_draft_cannot_be_saved(server, config, st
     assert out.startswith("Sorry.") and "Draft rule (NOT valid)" in out and "unknown fact 'plex.nope'" in out
     assert "the draft is not valid, so it was not saved" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_the_demo_responder_answers_from_an_aggregate(tmp_path, db):
+    demo = sim.create_app(default="demo")
+    with ThreadedServer(demo) as srv:
+        config = write_config(tmp_path, f"base_url: {srv.url}/v1")
+        store = db(config.database_path)
+        seed_library(store)
+        result = ask(config, store, "what is in my library?", actor="cli:test")
+    assert "simulated assistant" in result.answer and "home / Movies" in result.answer
+    assert [t.name for t in result.tools] == ["aggregate"]
+    assert result.usage.calls == 2 and result.usage.prompt_tokens > 0
