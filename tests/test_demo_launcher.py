@@ -5,12 +5,14 @@ enough that a sync visibly progresses.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from demo_process import DemoProcess
 
 from smartplexd import events
 from smartplexd.config import AppConfig, load_config
@@ -116,3 +118,42 @@ def test_banner_says_where_everything_is(demo: DemoFiles, sims: Simulators) -> N
     for url in sims.urls.values():
         assert url in text
     assert DemoOptions().movies == 2000 and DemoOptions().shows == 60
+
+
+# --- the real thing: `smartplexd demo` as a process -------------------------------------------------------
+
+
+def test_smartplexd_demo_serves_a_live_sync(tmp_path: Path) -> None:
+    """The demo process starts the simulators and the daemon, syncs at once, and streams the progress."""
+    demo = DemoProcess(tmp_path / "demo-data", "--movies", "400", "--shows", "3", "--latency", "0.3")
+    try:
+        seen: list[tuple[int, str, dict]] = []
+        # Last-Event-ID 0: everything since the daemon started, even what it published before we connected.
+        with httpx.Client(timeout=30) as http:
+            with http.stream("GET", demo.url + "api/events", headers={"Last-Event-ID": "0"}) as resp:
+                assert resp.status_code == 200
+                event_id, event_type = None, None
+                for line in resp.iter_lines():
+                    if line.startswith("id: "):
+                        event_id = int(line[4:])
+                    elif line.startswith("event: "):
+                        event_type = line[7:]
+                    elif line.startswith("data: ") and event_id is not None and event_type is not None:
+                        seen.append((event_id, event_type, json.loads(line[6:])["data"]))
+                        if event_type == "sync.finished":
+                            break
+            status = http.get(demo.url + "api/status").json()
+            page = http.get(demo.url)
+        ids = [i for i, _, _ in seen]
+        assert ids == sorted(set(ids))
+        progress = [d for _, t, d in seen if t == "sync.progress" and d["library"] == "Movies"]
+        assert len(progress) >= 3 and progress[-1]["done"] == progress[-1]["total"] == 400
+        finished = seen[-1][2]
+        assert finished["status"] == "ok"
+        (home,) = status["servers"]
+        assert home["last_sync"]["status"] == "ok" and home["last_sync"]["items_seen"] == finished["counts"]["seen"]
+        assert page.status_code == 200 and 'data-server="home"' in page.text
+        assert demo.admin_token not in page.text + json.dumps(status)
+    finally:
+        code = demo.stop()
+    assert code == 0, "".join(demo.err)
