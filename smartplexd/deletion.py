@@ -742,8 +742,7 @@ class _Run:
                     row = self.store.query_one("SELECT status FROM deletion_events WHERE id = ?", (rest,))
                     if row and row["status"] == "pending":
                         self.skip(rest, f"not attempted: Plex server '{stop.server}' rejected the token; run stopped")
-                    else:
-                        self._record_outcome(rest)
+                    self._record_outcome(rest)
                 from smartplexd.notify import notify, plex_unauthorized
 
                 notify(self.config, plex_unauthorized(stop.server), store=self.store, pm=self.pm)
