@@ -84,7 +84,11 @@
     "sync.finished": onFinished,
     "sync.failed": onFinished,
   };
-  var reloadOn = ["deletion.done", "deletion.partial", "deletion.failed", "health.changed", "leaving_soon.changed", "plan.created"];
+  // stream.reset: the server no longer has the events we missed, so the page may be stale.
+  var reloadOn = [
+    "deletion.done", "deletion.partial", "deletion.failed", "health.changed", "leaving_soon.changed",
+    "plan.created", "stream.reset",
+  ];
 
   function connect() {
     var url = "/api/events";
