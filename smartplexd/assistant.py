@@ -24,6 +24,7 @@ retried with exponential backoff and jitter (tenacity), honouring ``Retry-After`
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -44,6 +45,8 @@ from smartplexd.errors import Refused, SmartplexdError, UsageError
 from smartplexd.log import mask
 from smartplexd.store.db import BUSY_TIMEOUT_MS, Store
 from smartplexd.units import format_size
+
+log = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MAX_ROUNDS = 8
@@ -215,8 +218,14 @@ class RuleDraft:
     valid: bool
     errors: list[str] = field(default_factory=list)
     items: int | None = None
+    """Items a dry run selects now (including those that would first go to "leaving soon")."""
     bytes: int | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
+    not_selected: dict[str, int] = field(default_factory=dict)
+    """Matching items the planner held back: skipped (unknown facts), excluded (keep label, tombstone,
+    grace period), limited (limits)."""
+    unknown_sources: list[str] = field(default_factory=list)
+    """Services whose facts were unknown, so items depending on them were skipped."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -592,6 +601,9 @@ class LibraryTools:
             raise ValueError(f"unknown fact {fact!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
         from smartplexd.rules.facts import PLEX_SQL
 
+        if not re.fullmatch(r"[A-Za-z0-9_]+\.[A-Za-z0-9_.]+", fact):
+            # The name becomes part of a JSON path in SQL; registered names are plain, anything else is refused.
+            raise ValueError(f"cannot aggregate by {fact!r}")
         join = ""
         if fact in PLEX_SQL:
             column = {"plex.size": "m.bytes"}.get(fact, PLEX_SQL[fact])
@@ -690,13 +702,18 @@ class LibraryTools:
     def _draft_result(draft: RuleDraft) -> dict[str, Any]:
         if not draft.valid:
             return {"valid": False, "errors": draft.errors}
-        return {
+        out: dict[str, Any] = {
             "valid": True,
             "items": draft.items,
             "size": format_size(draft.bytes or 0),
             "bytes": draft.bytes,
             "examples": draft.examples,
         }
+        if any(draft.not_selected.values()):
+            out["not_selected"] = draft.not_selected
+        if draft.unknown_sources:
+            out["unknown_sources"] = draft.unknown_sources
+        return out
 
     def _check(self, rule_yaml: str) -> RuleDraft:
         from smartplexd.rules.models import parse_rule_text
@@ -716,28 +733,25 @@ class LibraryTools:
             return RuleDraft(text, False, [str(e) for e in exc.errors][:20])
         if len(rules) != 1:
             return RuleDraft(text, False, [f"a draft is exactly one rule (got {len(rules)})"])
-        items, total, examples = self._preview(rules[0])
-        return RuleDraft(text, True, [], items, total, examples)
-
-    def _preview(self, rule: Any) -> tuple[int, int, list[dict[str, Any]]]:
         from smartplexd.rules.planner import preview
 
-        plan = preview(self.config, self.store, rule)
-        return _plan_numbers(plan)
+        draft = RuleDraft(text, True)
+        _fill_preview(draft, preview(self.config, self.store, rules[0], registry=self.registry))
+        return draft
 
 
-def _plan_numbers(plan: Any) -> tuple[int, int, list[dict[str, Any]]]:
-    """(selected items, bytes, up to 5 examples) of a dry-run plan."""
+def _fill_preview(draft: RuleDraft, plan: Any) -> None:
+    """Copy a dry-run plan's numbers (and up to 5 of the largest selected items) into ``draft``."""
     totals = plan.totals
-    examples = []
-    for entry in list(getattr(plan, "selected", []) or [])[:5]:
-        examples.append(
-            {
-                "title": _clip(getattr(entry, "title", None)),
-                "size": format_size(getattr(entry, "bytes", 0) or 0),
-            }
-        )
-    return int(totals.items), int(totals.bytes), examples
+    draft.items = int(totals.get("selected", 0)) + int(totals.get("leaving_soon", 0))
+    draft.bytes = int(totals.get("selected_bytes", 0)) + int(totals.get("leaving_soon_bytes", 0))
+    draft.not_selected = {k: int(totals.get(k, 0)) for k in ("skipped", "excluded", "limited")}
+    draft.unknown_sources = sorted(plan.unknown_sources)
+    chosen = [e for e in plan.items if e.status in ("selected", "leaving_soon")]
+    chosen.sort(key=lambda e: -e.bytes)
+    draft.examples = [
+        {"title": _clip(e.title), "library": _clip(e.library), "size": format_size(e.bytes)} for e in chosen[:5]
+    ]
 
 
 def _strip_fence(text: str) -> str:
@@ -1114,7 +1128,10 @@ def ask(
                         {
                             "id": c.id,
                             "type": "function",
-                            "function": {"name": c.function.name, "arguments": c.function.arguments},
+                            "function": {
+                                "name": getattr(getattr(c, "function", None), "name", ""),
+                                "arguments": getattr(getattr(c, "function", None), "arguments", "{}"),
+                            },
                         }
                         for c in calls
                     ],
@@ -1134,6 +1151,15 @@ def ask(
             reader.close()
 
     result = AskResult(ask_id, question, answer, config.assistant.model, draft, traces, chat.usage, chat.warnings)
+    log.info(
+        "assistant ask %s by %s: %d call(s), %d+%d tokens, $%.4f",
+        ask_id,
+        actor,
+        chat.usage.calls,
+        chat.usage.prompt_tokens,
+        chat.usage.completion_tokens,
+        chat.usage.cost_usd,
+    )
     if not answer.strip():
         result.answer = "(the model gave no answer)"
     if leaks_instructions(result.answer):
@@ -1144,8 +1170,9 @@ def ask(
 
 
 def _run_tool(tools: LibraryTools, call: Any, traces: list[ToolTrace], *, over_limit: bool) -> str:
-    name = call.function.name
-    raw_args = call.function.arguments or "{}"
+    function = getattr(call, "function", None)  # custom (non-function) tool calls have none
+    name = getattr(function, "name", None) or "(not a function call)"
+    raw_args = getattr(function, "arguments", None) or "{}"
     shown = _clip(raw_args, 300)
     if over_limit:
         result: dict[str, Any] = {"error": f"at most {MAX_TOOL_CALLS_PER_ROUND} tool calls per turn"}
@@ -1157,7 +1184,12 @@ def _run_tool(tools: LibraryTools, call: Any, traces: list[ToolTrace], *, over_l
         except ValueError as exc:
             result = {"error": f"the arguments are not a JSON object ({exc}); send the parameters as JSON"}
         else:
-            result = tools.call(name, args)
+            try:
+                result = tools.call(name, args)
+            except (sqlite3.Error, SmartplexdError) as exc:
+                # A failing tool is reported to the model like bad arguments; the question can still be answered.
+                log.warning("assistant tool %s failed: %s", name, exc)
+                result = {"error": f"the tool failed: {mask(str(exc))[:300]}"}
     error = result.get("error") if isinstance(result.get("error"), str) else None
     traces.append(ToolTrace(name=_clip(name, 60), arguments=shown, ok=error is None, error=error))
     return tool_content(result)

@@ -352,7 +352,34 @@ def test_drafted_rule_is_validated_and_dry_run(server, config, store):
     assert result.draft.bytes == (12 + 8) * GB
     sent = last_tool_result(server.sim.chat_requests[1])
     assert (sent["valid"], sent["items"], sent["bytes"], sent["proposed"]) == (True, 2, 20 * GB, True)
+    assert [e["title"] for e in sent["examples"]] == ["Alien Resurrection (1997)", "Brazil (1985)"]
     assert snapshot(store) == before  # the dry run stored no plan
+
+
+def test_a_draft_on_facts_of_an_unavailable_service_selects_nothing_and_says_why(server, config, store):
+    needs_planner()
+    # Radarr is not configured here, so its facts are unknown: never read as false, the items are skipped.
+    rule = "name: unmonitored\nmedia_types: [movie]\nwhen: {fact: radarr.monitored, op: '=', value: false}\n"
+    server.sim.push(sim.tool_calls(("preview_rule", {"rule_yaml": rule})), sim.text("Radarr is unavailable."))
+    result = ask(config, store, "which unmonitored movies could go?", actor="cli:test")
+    sent = last_tool_result(server.sim.chat_requests[1])
+    assert (sent["items"], sent["not_selected"]["skipped"], sent["unknown_sources"]) == (0, 7, ["radarr"])
+    assert result.draft is None  # a preview is not a proposal
+
+
+def test_aggregate_by_rule_reads_the_newest_plan(server, config, store):
+    planner = needs_planner()
+    from smartplexd.rules.models import parse_rule_text
+
+    [rule] = parse_rule_text(GOOD_RULE, assistant.LibraryTools(config, store).registry)
+    plan = planner.make_plan(config, store, [rule], actor="cli:test")
+    server.sim.push(sim.tool_calls(("aggregate", {"by": "rule"})), sim.text("ok"))
+    ask(config, store, "what does my plan hold?", actor="cli:test")
+    sent = last_tool_result(server.sim.chat_requests[1])
+    assert sent["plan_id"] == plan.id
+    assert sent["groups"] == [
+        {"rule": "unwatched-movies", "status": "selected", "items": 2, "size": "20.0 GB", "bytes": 20 * GB}
+    ]
 
 
 # --- untrusted text ----------------------------------------------------------------------------------
