@@ -686,3 +686,10 @@ def test_the_demo_responder_answers_from_an_aggregate(tmp_path, db):
     assert "simulated assistant" in result.answer and "home / Movies" in result.answer
     assert [t.name for t in result.tools] == ["aggregate"]
     assert result.usage.calls == 2 and result.usage.prompt_tokens > 0
+
+
+def test_the_rule_reference_in_the_prompt_is_a_valid_rule(config, store):
+    lines = assistant.RULE_LANGUAGE.splitlines()
+    example = "\n".join(lines[lines.index("name: kebab-case-name") : 1 + lines.index("order_by: [-plex.size]")])
+    draft = assistant.LibraryTools(config, store).check_draft(example)
+    assert draft.valid, draft.errors
