@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 SHUTDOWN_GRACE = 20.0
 """Seconds a stopping daemon waits for running work (a sync page, a cascade step) before it exits."""
-WEBHOOK_POLL = 5.0
+WEBHOOK_POLL = 1.0
 """Seconds between looks for deferred webhooks that came due (new ones wake the worker at once)."""
 RETENTION_EVERY = 3600.0
 ACCESS_LOGGER = "smartplexd.access"

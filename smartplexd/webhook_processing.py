@@ -35,7 +35,7 @@ from smartplexd.store.locks import LockHeld
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
-DEFER_SECONDS = 15.0
+DEFER_SECONDS = 5.0
 """How long a webhook waits when a full sync of its server is running."""
 BACKOFF_BASE = 30.0
 BACKOFF_MAX = 3600.0
@@ -172,8 +172,9 @@ def _finish(store: Store, row: dict[str, Any], outcome: str, error: str | None, 
 def normalize(config: Any, source: str, payload: dict[str, Any], store: Store, pm: Any = None) -> list[WebhookEvent]:
     """The events in one stored payload: plugin parsers first, the built-in Plex parser for Plex senders.
 
-    The sender kind is ``webhooks.<source>.sender`` (default: the source's name), so a second Plex server
-    posting to ``/hooks/plex2`` with ``sender: plex`` is parsed as Plex.
+    Plugins get the source's name (the ``webhooks`` key) and decide themselves whether it is theirs (by
+    name or ``webhooks.<source>.sender``). The sender kind is ``sender`` (default: the source's name), so a
+    second Plex server posting to ``/hooks/plex2`` with ``sender: plex`` is parsed as Plex.
     """
     from smartplexd.plugins import get_plugin_manager
 
@@ -183,7 +184,7 @@ def normalize(config: Any, source: str, payload: dict[str, Any], store: Store, p
     ctx = PluginContext(config=config, store=store, now=time.time(), actor=f"webhook:{source}")
     events: list[WebhookEvent] = []
     answered = False
-    for result in pm.hook.smartplexd_webhook(source=sender, payload=payload, ctx=ctx):
+    for result in pm.hook.smartplexd_webhook(source=source, payload=payload, ctx=ctx):
         if result is None:
             continue
         answered = True
@@ -254,7 +255,9 @@ def apply_event(config: Any, store: Store, event: WebhookEvent, actor: str) -> i
     if event.type == "item.watched" and item_ids:
         cancel = optional("smartplexd.rules.planner", "cancel_leaving_soon_if_played")
         if cancel is not None:
-            cancel(config, store, item_ids, actor=actor)
+            for item_id in item_ids:
+                if cancel(config, store, item_id, played_at=event.at):
+                    log.info("item %s was played: its leaving-soon grace period is cancelled (%s)", item_id, actor)
     enrich = optional("smartplexd.enrich", "enrich_items")
     if enrich is not None and item_ids and event.type != "item.deleted_upstream":
         enrich(config, store, item_ids)

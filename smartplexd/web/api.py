@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from smartplexd import audit
-from smartplexd.errors import Refused, SmartplexdError
+from smartplexd.errors import Refused, SmartplexdError, UsageError
 from smartplexd.store.db import Store
 from smartplexd.store.locks import LockHeld
 from smartplexd.web import CONFIG, DAEMON
@@ -245,39 +245,36 @@ async def sync(request: web.Request) -> web.Response:
 
 
 async def plan_create(request: web.Request) -> web.Response:
-    """``POST /api/plans`` ``{"rules": [names]}`` (optional): a dry-run plan, returned whole."""
+    """``POST /api/plans`` ``{"rules": [names], "include_requests": bool}`` (both optional): a dry-run plan."""
     caller = require(request, "admin")
     body = await _body(request)
     daemon = request.app[DAEMON]
     make_plan = optional("smartplexd.rules.planner", "make_plan")
     if make_plan is None:
         raise _unavailable("planning")
-    rules = list(daemon.rules)
     wanted = body.get("rules")
-    if wanted is not None:
-        if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
-            raise ApiError(400, "rules must be a list of rule names")
-        known = {r.name: r for r in rules}
-        unknown = [n for n in wanted if n not in known]
-        if unknown:
-            raise ApiError(400, f"unknown rule(s): {', '.join(unknown)}; loaded: {', '.join(known) or '(none)'}")
-        rules = [known[n] for n in wanted]
-    config = daemon.config
+    if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted)):
+        raise ApiError(400, "rules must be a list of rule names")
+    include_requests = body.get("include_requests", False)
+    if not isinstance(include_requests, bool):
+        raise ApiError(400, "include_requests must be true or false")
+    config, rules = daemon.config, list(daemon.rules)
 
     def work(store: Store) -> dict[str, Any] | None:
-        result = make_plan(config, store, rules, actor=caller.actor)
-        plan_id = result if isinstance(result, int) else getattr(result, "id", None)
-        if plan_id is None and isinstance(result, dict):
-            plan_id = result.get("id")
-        return plan_document(store, int(plan_id)) if plan_id is not None else None
+        plan = make_plan(
+            config, store, rules, actor=caller.actor, rule_names=wanted or None, include_requests=include_requests
+        )
+        return plan_document(store, int(plan.id)) if plan.id is not None else None
 
     try:
         plan = await daemon.run_blocking(work)
+    except UsageError as exc:
+        raise ApiError(400, str(exc)) from None
     except SmartplexdError as exc:
         raise ApiError(409, str(exc)) from None
     if plan is None:
-        raise ApiError(409, "the planner returned no plan")
-    await _audit(request, caller, "api.plan", str(plan["id"]), {"rules": [r.name for r in rules]})
+        raise ApiError(409, "the planner returned no stored plan")
+    await _audit(request, caller, "api.plan", str(plan["id"]), {"rules": wanted, "include_requests": include_requests})
     return _json(plan, status=201)
 
 
