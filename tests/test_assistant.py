@@ -603,7 +603,7 @@ def test_context_stays_small_for_100k_items(server, config, store):
     )
     ask(config, store, "what is in my library?", actor="cli:test")
     first, second = server.sim.chat_requests
-    assert len(json.dumps(first)) < 8_000
+    assert len(json.dumps(first)) < 8_000, len(json.dumps(first))
     for message in tool_messages(second):
         assert len(message["content"]) <= assistant.TOOL_RESULT_MAX_CHARS
     search = json.loads(tool_messages(second)[0]["content"])
