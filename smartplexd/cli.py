@@ -591,6 +591,58 @@ def _run(args: argparse.Namespace, app: App) -> int:
     return Daemon(app.config_path).run()
 
 
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rule", action="append", default=None, metavar="NAME", help="only this rule (repeatable)")
+    p.add_argument("--include-requests", action="store_true", help="add open deletion requests to the plan")
+    p.add_argument("--all", action="store_true", help="also list skipped, excluded and limited items")
+
+
+@command("plan", "show what the rules select now and why (always a dry run)", json=True, args=_plan_args)
+def _plan(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.config import ConfigError
+    from smartplexd.rules.facts import registry
+    from smartplexd.rules.models import load_rules
+    from smartplexd.rules.planner import make_plan, render_plan
+    from smartplexd.yamlsource import SourceErrors
+
+    reg = registry()
+    try:
+        rules = load_rules(app.config.rule_paths, reg)
+    except SourceErrors as exc:
+        raise ConfigError(exc.errors) from None
+    plan = make_plan(
+        app.config,
+        app.store,
+        rules,
+        actor=app.actor,
+        rule_names=args.rule,
+        include_requests=args.include_requests,
+        registry=reg,
+    )
+    if args.json:
+        app.print_json(plan.to_dict())
+    else:
+        app.print(render_plan(plan, show_all=args.all))
+    return EXIT_OK
+
+
+@command("facts", "list every fact rules can use (core Plex facts and each plugin's)", json=True)
+def _facts(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.rules.facts import registry
+
+    facts = registry().all()
+    if args.json:
+        app.print_json([{**_asdict(f), "source": f.source} for f in facts])
+        return EXIT_OK
+    app.print(
+        table([[f.name, f.type, f.unit or "", f.description] for f in facts], ["fact", "type", "unit", "description"])
+    )
+    return EXIT_OK
+
+
 # --- entry point ---------------------------------------------------------------------------------------
 
 

@@ -321,7 +321,9 @@ class _Planner:
     def _exclusion(self, rule: Rule, item: dict[str, Any]) -> str | None:
         if (item["server"], item["rating_key"]) in self.tombstones:
             return "deleted by smartplexd before (tombstone)"
-        if any(str(label).lower() == self.keep for label in item["all_labels"]):
+        # The keep label protects from deletion and unmonitoring; a notify rule may still report it.
+        protects = rule.action.type != "notify"
+        if protects and any(str(label).lower() == self.keep for label in item["all_labels"]):
             where = "" if any(str(x).lower() == self.keep for x in item["labels"]) else " (on its show)"
             return f"label '{self.config.deletion.keep_label}'{where}"
         for row in self.grace.get(item["id"], []):
@@ -835,3 +837,81 @@ def load_plan(store: Any, plan_id: int) -> Plan | None:
         storage=summary.get("storage", {}),
         cancelled=summary.get("cancelled_grace", []),
     )
+
+
+# --- text output -------------------------------------------------------------------------------------------
+
+
+def _reason_text(entry: PlanEntry) -> str:
+    """The conditions that made it match (``when`` leaves that were true), or why it is not selected."""
+    if entry.status in ("skipped", "excluded", "limited"):
+        return entry.skip_reason or ""
+    matched = [r["text"] for r in entry.reasons if r.get("in") in ("when", "request") and r.get("matched")]
+    text = "; ".join(matched)
+    if entry.status == "leaving_soon" and entry.skip_reason:
+        text = f"{entry.skip_reason}; {text}" if text else entry.skip_reason
+    return text
+
+
+def render_plan(plan: Plan, *, show_all: bool = False, width: int = 100) -> str:
+    """The plan as ``smartplexd plan`` prints it: banner, table, totals, and how to apply it."""
+    from smartplexd.cli import table
+
+    lines: list[str] = []
+    if plan.unknown_sources:
+        lines.append("!" * 78)
+        lines.append("! Some facts were UNKNOWN: items that depend on them were skipped, never selected.")
+        for source, slot in sorted(plan.unknown_sources.items()):
+            lines.append(f"!   {source}: {slot['items']} item(s) skipped: {slot['reason']}")
+        lines.append("!" * 78)
+        lines.append("")
+    for name, state in plan.storage.items():
+        disks = ", ".join(
+            f"{d['path']} {d['free_percent']:g}% free"
+            + (f", {format_size(d['bytes_to_free'])} to free" if d["bytes_to_free"] else "")
+            for d in state.get("disks", [])
+        )
+        mode = "ACTIVE" if state.get("active") else "inactive"
+        lines.append(f"storage rule {name}: {mode} ({state.get('reason') or disks})")
+    shown = plan.items if show_all else [e for e in plan.items if e.status in ("selected", "leaving_soon")]
+    if shown:
+        rows = [
+            [
+                e.title[:50],
+                e.library,
+                format_size(e.size),
+                e.rule,
+                e.status,
+                e.action,
+                _reason_text(e)[: max(20, width - 40)],
+            ]
+            for e in shown
+        ]
+        lines.append(table(rows, ["title", "library", "size", "rule", "status", "action", "reasons"]))
+    else:
+        lines.append("No item is selected by the rules right now.")
+    t = plan.totals
+    lines.append("")
+    lines.append(
+        f"selected {t.get('selected', 0)} ({format_size(t.get('selected_bytes', 0))} to free), "
+        f"leaving soon {t.get('leaving_soon', 0)}, skipped {t.get('skipped', 0)} (unknown facts), "
+        f"excluded {t.get('excluded', 0)}, limited {t.get('limited', 0)}"
+    )
+    hidden = sum(t.get(s, 0) for s in ("skipped", "excluded", "limited"))
+    if hidden and not show_all:
+        lines.append("(`smartplexd plan --all` lists the skipped, excluded and limited items)")
+    if plan.cancelled:
+        lines.append(f"{len(plan.cancelled)} grace period(s) ended: " + ", ".join(
+            f"item {c['item_id']} ({c['reason']})" for c in plan.cancelled[:5]))  # fmt: skip
+    open_requests = [r for r in plan.requests if not any(e.rule == f"request:{r['id']}" for e in plan.items)]
+    if open_requests:
+        lines.append(f"{len(open_requests)} open deletion request(s) not included (add them with --include-requests):")
+        for r in open_requests[:10]:
+            lines.append(
+                f"  #{r['id']} {r.get('title') or r.get('rating_key')} by {r['requested_by']}: {r.get('reason') or ''}"
+            )
+    lines.append("")
+    lines.append("This was a dry run: nothing was deleted.")
+    if plan.id is not None:
+        lines.append(f"Plan {plan.id} stored. To act on it: smartplexd apply {plan.id}")
+    return "\n".join(lines)

@@ -34,8 +34,8 @@ SEED_FACTS = [
     FactDef("overseerr.request_status", "str", "Status of the Overseerr request."),
     FactDef("overseerr.requested_by", "str", "Who requested it in Overseerr."),
     FactDef("tautulli.play_count", "int", "Plays by any user in Tautulli."),
-    FactDef("tautulli.last_played_at", "datetime", "Last play by any user in Tautulli.", "epoch seconds"),
-    FactDef("tautulli.watched_by", "list", "Users who played it."),
+    FactDef("tautulli.last_played", "datetime", "Last play by any user in Tautulli.", "epoch seconds"),
+    FactDef("tautulli.users_watched", "int", "Distinct users who played it."),
     FactDef("tautulli.watch_time", "duration", "Total time played.", "seconds"),
 ]
 
@@ -120,8 +120,8 @@ def seed_universe(
                 "tautulli",
                 {
                     "tautulli.play_count": len(views),
-                    "tautulli.last_played_at": max(v.at for v in views),
-                    "tautulli.watched_by": sorted({v.user for v in views}),
+                    "tautulli.last_played": max(v.at for v in views),
+                    "tautulli.users_watched": len({v.user for v in views}),
                     "tautulli.watch_time": sum(v.duration for v in views),
                 },
             )
@@ -198,8 +198,8 @@ def seed_universe(
                         "tautulli",
                         {
                             "tautulli.play_count": len(ep.views),
-                            "tautulli.last_played_at": max(v.at for v in ep.views),
-                            "tautulli.watched_by": sorted({v.user for v in ep.views}),
+                            "tautulli.last_played": max(v.at for v in ep.views),
+                            "tautulli.users_watched": len({v.user for v in ep.views}),
                             "tautulli.watch_time": sum(v.duration for v in ep.views),
                         },
                     )
