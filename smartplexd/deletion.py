@@ -299,7 +299,7 @@ def apply_plan(
             _maybe_crash_after_intents()
             run.execute(ids)
             with store.transaction():
-                store.execute("UPDATE plans SET status = 'applied' WHERE id = ?", (plan_id,))
+                _settle_plans(store)
                 audit.record(store, actor, "plan.applied", target, run.summary())
         run.notify_summary()
         return run.result
@@ -341,6 +341,14 @@ def _unfinished_ids(store: Store, config: Any, at: float) -> list[int]:
     return out
 
 
+def _settle_plans(store: Store) -> None:
+    """Mark ``applying`` plans ``applied`` once none of their intents is still pending or running."""
+    store.execute(
+        "UPDATE plans SET status = 'applied' WHERE status = 'applying' AND NOT EXISTS (SELECT 1 FROM "
+        "deletion_events d WHERE d.plan_id = plans.id AND d.status IN ('pending', 'running'))"
+    )
+
+
 def process_due(config: Any, store: Store, *, actor: str = "scheduler", pm: Any = None) -> RunResult:
     """Run what is due: steps whose retry time has come, and intents an executor left unfinished.
 
@@ -357,6 +365,7 @@ def process_due(config: Any, store: Store, *, actor: str = "scheduler", pm: Any 
             ids = _unfinished_ids(store, config, time.time())
             if ids:
                 run.execute(ids)
+            _settle_plans(store)
         run.notify_summary()
         return run.result
     finally:
@@ -653,6 +662,9 @@ class _Run:
         ids = []
         now = time.time()
         with store.transaction():
+            # "applying" until every intent has run: the plan cannot be applied a second time, even after a
+            # crash that leaves some intents for resume_unfinished.
+            store.execute("UPDATE plans SET status = 'applying' WHERE id = ?", (plan_id,))
             for entry in prepared:
                 ids.append(self._insert_intent(plan_id, entry, now, window_override))
         return [i for i, entry in zip(ids, prepared, strict=True) if not entry["skip"]]
