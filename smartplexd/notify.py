@@ -115,9 +115,10 @@ def leaving_soon_digest(items: Iterable[dict[str, Any]]) -> Notification:
     rows = list(items)
     lines = []
     for item in rows:
-        due = time.strftime("%Y-%m-%d", time.localtime(item["due_at"])) if item.get("due_at") else "soon"
+        due = f"on {time.strftime('%Y-%m-%d', time.localtime(item['due_at']))}" if item.get("due_at") else "soon"
         size = format_size(item.get("size_bytes") or 0)
-        lines.append(f"- {item['title']} ({size}) leaves on {due} [{item.get('rule', '')}]".rstrip(" []"))
+        rule = f" [{item['rule']}]" if item.get("rule") else ""
+        lines.append(f"- {item['title']} ({size}) leaves {due}{rule}")
     total = sum(item.get("size_bytes") or 0 for item in rows)
     return Notification(
         event="leaving_soon",
