@@ -138,8 +138,10 @@ async def smartplexd_enrich(items: list[MediaItem], ctx: PluginContext) -> Enric
         return EnrichResult(PLUGIN, complete=False, error="; ".join(str(e) for e in failed))
     batch_shows = matching.batch_show_guids(items)
     facts: dict[int, dict[str, Any]] = {}
-    # Every episode of a show matches the same series: look each show up once per batch.
+    # Every episode of a show matches the same series: look each show up once per batch, and give a
+    # season and its episodes one shared (read-only) facts dict.
     by_show: dict[tuple[str, str | None], list[tuple[Catalogue, dict[str, Any]]]] = {}
+    by_season: dict[tuple[str, str | None, int | None], dict[str, Any]] = {}
     for item in items:
         if item.type not in ("show", "season", "episode"):
             continue
@@ -149,10 +151,16 @@ async def smartplexd_enrich(items: list[MediaItem], ctx: PluginContext) -> Enric
             guids = matching.guids_for(item, ctx, batch_shows)
             matches = arr_common.lookup(found, _keys(guids)) if guids else []
             by_show[key] = matches
+        if not matches:
+            continue
         if item.type == "show":
-            matches = arr_common.narrow_by_folder(item.files, matches)
-        if matches:
-            facts[item.id] = _facts(item, matches)
+            facts[item.id] = _facts(item, arr_common.narrow_by_folder(item.files, matches))
+            continue
+        season_key = (*key, item.season_index)
+        shared = by_season.get(season_key)
+        if shared is None:
+            shared = by_season[season_key] = _facts(item, matches)
+        facts[item.id] = shared
     return EnrichResult(PLUGIN, facts)
 
 

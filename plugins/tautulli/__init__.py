@@ -102,16 +102,23 @@ class _Stats:
     seconds: int = 0
     percent: int = 0
     users: set[str] = field(default_factory=set)
+    _facts: dict[str, Any] | None = None
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, stopped: int, seconds: int, percent: int, user: str) -> None:
         self.plays += 1
-        stopped = int(row.get("stopped") or row.get("date") or 0)
         self.last = stopped if self.last is None else max(self.last, stopped)
-        self.seconds += int(row.get("play_duration") or row.get("duration") or 0)
-        self.percent = max(self.percent, int(row.get("percent_complete") or 0))
-        self.users.add(str(row.get("user_id") or row.get("user")))
+        self.seconds += seconds
+        self.percent = max(self.percent, percent)
+        self.users.add(user)
+        self._facts = None
 
     def facts(self) -> dict[str, Any]:
+        """The item's facts; one dict per stats object, shared by every batch (read-only)."""
+        if self._facts is None:
+            self._facts = self._compute()
+        return self._facts
+
+    def _compute(self) -> dict[str, Any]:
         return {
             "tautulli.play_count": self.plays,
             "tautulli.last_played": self.last,
@@ -122,6 +129,7 @@ class _Stats:
 
 
 _NEVER = _Stats().facts()
+"""The facts of an item Tautulli has no history for (shared, read-only)."""
 
 
 async def _history(c: ServiceClient, page_size: int, in_flight: int) -> list[dict[str, Any]]:
@@ -158,10 +166,20 @@ async def _stats(ctx: PluginContext, config: TautulliConfig) -> dict[str, _Stats
                     if row_id in seen:
                         continue
                     seen.add(row_id)
+                play = (
+                    int(row.get("stopped") or row.get("date") or 0),
+                    int(row.get("play_duration") or row.get("duration") or 0),
+                    int(row.get("percent_complete") or 0),
+                    str(row.get("user_id") or row.get("user")),
+                )
                 for column in ("rating_key", "parent_rating_key", "grandparent_rating_key"):
                     value = row.get(column)
                     if value not in (None, ""):
-                        stats.setdefault(str(value), _Stats()).add(row)
+                        rating_key = str(value)
+                        found = stats.get(rating_key)
+                        if found is None:
+                            found = stats[rating_key] = _Stats()
+                        found.add(*play)
             ctx.cache[key] = stats
     cached = ctx.cache[key]
     if isinstance(cached, ServiceError):
@@ -191,7 +209,7 @@ async def smartplexd_enrich(items: list[MediaItem], ctx: PluginContext) -> Enric
         if server is not None and item.server != server:
             continue
         found = stats.get(item.rating_key)
-        facts[item.id] = found.facts() if found is not None else dict(_NEVER)
+        facts[item.id] = found.facts() if found is not None else _NEVER
     return EnrichResult(PLUGIN, facts)
 
 
