@@ -68,7 +68,8 @@ class Library:
     def __init__(self, store: Any, server: str = "home") -> None:
         self.store = store
         self.server = server
-        self._key = 100
+        row = store.query_one("SELECT MAX(CAST(rating_key AS INTEGER)) AS k FROM media_items")
+        self._key = max(100, int(row["k"] or 0)) if row else 100
 
     def _next(self) -> str:
         self._key += 1
