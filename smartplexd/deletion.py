@@ -859,9 +859,17 @@ class _Run:
         )
         if tomb is not None:
             return f"tombstoned by deletion {tomb['deletion_id']}"
-        rule = self.rules().get(deletion["rule"] or "")
-        if rule is None or not rule.enabled:
-            return f"rule {deletion['rule']!r} no longer exists or is disabled"
+        request_id = _request_id(deletion["rule"])
+        rule = None
+        if request_id is not None:
+            # Included from a requester's deletion request (no rule): it must still be open.
+            req = self.store.query_one("SELECT status FROM deletion_requests WHERE id = ?", (request_id,))
+            if req is None or req["status"] != "open":
+                return f"deletion request {request_id} is no longer open"
+        else:
+            rule = self.rules().get(deletion["rule"] or "")
+            if rule is None or not rule.enabled:
+                return f"rule {deletion['rule']!r} no longer exists or is disabled"
         unhealthy = self.unhealthy(deletion, rule)
         if unhealthy:
             return unhealthy
@@ -885,7 +893,7 @@ class _Run:
         keep = self.config.deletion.keep_label
         if keep and keep.lower() in (label.lower() for label in facts["labels"]):
             return f"labelled {keep!r} in Plex since the plan"
-        return self.rule_mismatch(rule, deletion)
+        return self.rule_mismatch(rule, deletion) if rule is not None else None
 
     def unhealthy(self, deletion: dict[str, Any], rule: Any) -> str | None:
         """A reason when an integration the item needs (its cascade steps, its rule's facts) is not ok."""
@@ -893,7 +901,7 @@ class _Run:
             return None
         if self._health is None:
             self._health = self.check_health()
-        needs: set[tuple[str, str | None]] = {(s, None) for s in rule.sources()}
+        needs: set[tuple[str, str | None]] = {(s, None) for s in (rule.sources() if rule is not None else [])}
         for step in deletion["steps"]:
             if step["plugin"] not in ("plex", "local"):
                 needs.add((step["plugin"], step["target"]))
@@ -1116,6 +1124,9 @@ class _Run:
                 "UPDATE deletion_events SET status = ?, reason = ?, updated_at = ?, finished_at = ? WHERE id = ?",
                 (status, reason, now, now if status in FINAL else None, deletion_id),
             )
+            request_id = _request_id(deletion["rule"])
+            if status == "done" and request_id is not None:
+                self.store.execute("UPDATE deletion_requests SET status = 'done' WHERE id = ?", (request_id,))
             if status == "done" and deletion["plan_item_id"]:
                 self.store.execute(
                     "UPDATE leaving_soon SET status = 'deleted', updated_at = ? WHERE item_id = ? "
@@ -1195,6 +1206,13 @@ def _played_since(row: dict[str, Any], fresh: dict[str, Any]) -> str | None:
     if fresh["last_viewed_at"] and fresh["last_viewed_at"] > stored_last:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fresh["last_viewed_at"]))
         return f"played since the plan (last viewed {when})"
+    return None
+
+
+def _request_id(rule: str | None) -> int | None:
+    """The deletion request id of a plan entry the planner took from a request (rule ``request:<id>``)."""
+    if rule and rule.startswith("request:") and rule[8:].isdigit():
+        return int(rule[8:])
     return None
 
 

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,24 +112,39 @@ class World:
             result = sync_server(self.config, store, "home")
             assert result.status == "ok", result
 
+    def label(self, keys: list[str]) -> None:
+        """Make exactly ``keys`` (of the four checklist items) carry the label in Plex, as an admin would,
+        and mirror each change with a one-item sync (what Plex's webhook triggers)."""
+        from smartplexd.plex.sync import sync_item
+
+        state, srv = self.state("plex"), self.servers["plex"]
+        with self.store() as store:
+            for key, rating_key in self.keys.items():
+                if not self.plex_has(key):
+                    continue
+                node = state.node(rating_key)
+                labels = [x for x in node.obj.labels if x != LABEL] + ([LABEL] if key in keys else [])
+                if labels != node.obj.labels:
+                    srv.call(lambda rk=rating_key, lb=labels: state.update_item(rk, labels=lb))
+                    sync_item(self.config, store, "home", rating_key)
+
     def make_plan(self, keys: list[str] | None = None) -> int:
-        """A draft plan selecting ``keys`` (default: the four checklist items) for rule ``cleanup``."""
+        """A draft plan from the real planner: rule ``cleanup`` selects ``keys`` (default: all four items)."""
+        from smartplexd.rules.facts import registry
+        from smartplexd.rules.models import load_rules
+        from smartplexd.rules.planner import make_plan
+
         keys = keys or ["approved", "pending", "plex_only", "show"]
-        with self.store() as store, store.transaction():
-            cur = store.execute(
-                "INSERT INTO plans (created_at, created_by, rules, status, total_items) VALUES (?, ?, ?, 'draft', ?)",
-                (time.time(), ACTOR, json.dumps(["cleanup"]), len(keys)),
+        self.label(keys)
+        config = self.config
+        with self.store() as store:
+            plan = make_plan(
+                config, store, load_rules(config.rule_paths, registry()), actor=ACTOR, rule_names=["cleanup"]
             )
-            plan_id = int(cur.lastrowid or 0)
-            for rank, key in enumerate(keys, start=1):
-                item_id = self.item_id(store, key)
-                size = store.query_one("SELECT size_bytes FROM media_items WHERE id = ?", (item_id,))["size_bytes"]
-                store.execute(
-                    "INSERT INTO plan_items (plan_id, item_id, rule, action, status, reasons, bytes, rank) "
-                    "VALUES (?, ?, 'cleanup', 'delete', 'selected', '[]', ?, ?)",
-                    (plan_id, item_id, size, rank),
-                )
-        return plan_id
+            selected = {e.item_id for e in plan.items if e.status == "selected"}
+            assert selected == {self.item_id(store, k) for k in keys}, plan.items
+        assert plan.id is not None
+        return plan.id
 
     def close(self) -> None:
         for srv in self.servers.values():

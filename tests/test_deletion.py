@@ -7,6 +7,10 @@ with the full cascade, and everything it did can be read back from the history a
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -15,6 +19,7 @@ from deletion_world import ACTOR, World, build_world
 from smartplexd import audit, deletion
 from smartplexd.errors import Refused
 from smartplexd.events import bus
+from smartplexd.plex.sync import sync_item
 
 
 @pytest.fixture
@@ -203,8 +208,8 @@ def test_a_plan_is_applied_once(world: World) -> None:
 
 def test_two_concurrent_applies_one_runs(world: World) -> None:
     """The second apply starts while the first is in the middle of its cascade: it is refused."""
-    plan_id = world.make_plan(["plex_only", "approved"])
-    other_plan = world.make_plan(["pending"])
+    plan_id = world.make_plan()
+    other_plan = world.make_plan()  # the same selection, planned twice
     second: dict[str, object] = {}
 
     def second_apply() -> None:
@@ -229,9 +234,8 @@ def test_two_concurrent_applies_one_runs(world: World) -> None:
             result = deletion.apply_plan(world.config, store, plan_id, actor=ACTOR, confirm="DELETE")
     finally:
         unsubscribe()
-    assert result.counts() == {"done": 2}
+    assert result.counts() == {"done": 4}
     assert "already running" in str(second["refused"]) and "result" not in second
-    assert world.plex_has("pending")
     with world.store() as store:
         assert store.query_one("SELECT status FROM plans WHERE id = ?", (other_plan,))["status"] == "draft"
         assert audit.entries(store, action="deletion.refused")[0]["actor"] == "api:other"
@@ -241,29 +245,36 @@ def test_two_concurrent_applies_one_runs(world: World) -> None:
 
 
 def test_per_run_limits_are_enforced_again(world: World) -> None:
-    world.write_config(max_items_per_run=2)
     plan_id = world.make_plan()
+    world.write_config(max_items_per_run=2)  # lowered after the plan was made
     with world.store() as store:
         result = deletion.apply_plan(world.config, store, plan_id, actor=ACTOR, confirm="DELETE")
         statuses = {d.title.split(" (")[0]: (d.status, d.reason) for d in result.deletions}
     assert sorted(s for s, _ in statuses.values()) == ["done", "done", "skipped", "skipped"]
     assert all("per-run limit of 2 items" in r for s, r in statuses.values() if s == "skipped")
-    assert world.plex_has("plex_only") and world.plex_has("show")
+    assert sum(world.plex_has(k) for k in world.keys) == 2
 
 
 def test_per_rule_byte_limit(world: World) -> None:
-    with world.store() as store:
-        size = store.query_one("SELECT size_bytes FROM media_items WHERE id = ?", (world.item_id(store, "plex_only"),))
-    (world.tmp / "rules" / "cleanup.yaml").write_text(
-        "name: cleanup\nmedia_types: [movie, show]\nwhen: {fact: plex.labels, contains: cleanup}\n"
-        f"limits: {{max_bytes: {size['size_bytes']}}}\n"
-    )
     plan_id = world.make_plan(["plex_only", "approved"])
     with world.store() as store:
+        sizes = {
+            k: store.query_one("SELECT size_bytes FROM media_items WHERE id = ?", (world.item_id(store, k),))[
+                "size_bytes"
+            ]
+            for k in ("plex_only", "approved")
+        }
+    # The rule gets a byte limit after the plan was made: room for one of the two items only.
+    (world.tmp / "rules" / "cleanup.yaml").write_text(
+        "name: cleanup\nmedia_types: [movie, show]\nwhen: {fact: plex.labels, contains: cleanup}\n"
+        f"limits: {{max_bytes: {max(sizes.values())}}}\n"
+    )
+    with world.store() as store:
         result = deletion.apply_plan(world.config, store, plan_id, actor=ACTOR, confirm="DELETE")
-    assert [d.status for d in result.deletions] == ["done", "skipped"]
-    assert "over rule cleanup's limit" in (result.deletions[1].reason or "")
-    assert world.plex_has("approved") and world.state("radarr").deletes == []
+    assert sorted(d.status for d in result.deletions) == ["done", "skipped"]
+    skipped = next(d for d in result.deletions if d.status == "skipped")
+    assert "over rule cleanup's limit" in (skipped.reason or "")
+    assert sum(world.plex_has(k) for k in ("plex_only", "approved")) == 1
 
 
 # --- the re-check -----------------------------------------------------------------------------------------
@@ -276,9 +287,10 @@ def test_recheck_skips_items_that_changed_since_the_plan(world: World) -> None:
     srv.call(plex_state.mark_played, world.keys["approved"])  # someone watched it after the plan
     srv.call(lambda: plex_state.update_item(world.keys["pending"], labels=["cleanup", "keep"]))
     srv.call(plex_state.remove_item, world.keys["plex_only"])  # deleted by hand in Plex
+    # The rule no longer selects the show: its label was removed in Plex and the webhook synced that.
+    srv.call(lambda: plex_state.update_item(world.keys["show"], labels=[]))
     with world.store() as store:
-        # The rule no longer selects the show (its label was removed and synced).
-        store.execute("UPDATE media_items SET labels = '[]' WHERE id = ?", (world.item_id(store, "show"),))
+        assert sync_item(world.config, store, "home", world.keys["show"]) == "updated"
         result = deletion.apply_plan(world.config, store, plan_id, actor=ACTOR, confirm="DELETE")
         reasons = {d.id: d.reason for d in result.deletions}
         by_key = {k: reasons[_deletion_for(store, world, k)["id"]] for k in world.keys}
@@ -305,3 +317,57 @@ def test_unhealthy_integration_skips_the_items_that_need_it(world: World) -> Non
     assert by_key["approved"]["status"] == "done" and by_key["plex_only"]["status"] == "done"
     assert world.plex_has("show")
     assert result.exit_code == 0
+
+
+def _apply_at_a_terminal(world: World, plan_id: int, typed: bytes) -> subprocess.CompletedProcess:
+    """``smartplexd apply PLAN`` with a pseudo-terminal as stdin, the admin typing ``typed``."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smartplexd", "-c", str(world.config_path), "apply", str(plan_id)],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SMARTPLEXD_LOG_LEVEL": "WARNING"},
+        )
+        os.write(master, typed)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_typed_confirmation_at_a_terminal(world: World) -> None:
+    plan_id = world.make_plan(["plex_only"])
+    wrong = _apply_at_a_terminal(world, plan_id, b"delete\n")
+    assert wrong.returncode == 4, wrong.stdout + wrong.stderr
+    assert "Type DELETE" in wrong.stdout and "selects 1 item(s)" in wrong.stdout
+    assert world.plex_has("plex_only")
+    right = _apply_at_a_terminal(world, plan_id, b"DELETE\n")
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert "1 done" in right.stdout
+    assert not world.plex_has("plex_only")
+
+
+def test_requested_deletions_included_in_a_plan_are_applied(world: World) -> None:
+    from smartplexd.rules.facts import registry
+    from smartplexd.rules.models import load_rules
+    from smartplexd.rules.planner import make_plan
+
+    world.label([])  # no rule selects anything: only the request
+    config = world.config
+    with world.store() as store:
+        item_id = world.item_id(store, "plex_only")
+        store.execute(
+            "INSERT INTO deletion_requests (item_id, server, rating_key, requested_by, reason, created_at) "
+            "VALUES (?, 'home', ?, 'api:alice', 'seen it', 0)",
+            (item_id, str(world.keys["plex_only"])),
+        )
+        rules = load_rules(config.rule_paths, registry())
+        plan = make_plan(config, store, rules, actor=ACTOR, rule_names=["cleanup"], include_requests=True)
+        result = deletion.apply_plan(config, store, plan.id, actor=ACTOR, confirm="DELETE")
+        assert result.counts() == {"done": 1}
+        assert store.query_one("SELECT status FROM deletion_requests")["status"] == "done"
+    assert not world.plex_has("plex_only")
