@@ -229,10 +229,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.scheduler = self._start_scheduler()
-        tasks = [
-            asyncio.create_task(self._webhook_loop(), name="webhooks"),
-            asyncio.create_task(self._retention_loop(), name="retention"),
-        ]
+        tasks = [asyncio.create_task(self._webhook_loop(), name="webhooks")]
+        if self.scheduler is None:
+            # Without the scheduler, retention still has to run.
+            tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         await self._stop_event.wait()
         log.info("stopping: no new connections; finishing the current work")
         await runner.cleanup()  # stops listening, lets in-flight requests finish (bounded)
@@ -395,45 +395,49 @@ class Daemon:
             self._warned.add(what)
             log.warning(message)
 
-    def _job(self, name: str, fn: Callable[[Store], Any]) -> Callable[[], None]:
-        """A scheduler job: skipped while stopping, own Store, errors logged (never kill the scheduler)."""
+    def _job(self, name: str, fn: Callable[..., Any]) -> Callable[..., None]:
+        """A scheduler job calling ``fn(store, *args)`` with its own Store; skipped while stopping.
 
-        def job() -> None:
+        A job that finds its lock held (a sync or executor already running) is skipped, not failed; other
+        errors propagate so the scheduler logs them and ``job_runs`` shows the failure.
+        """
+
+        def job(*args: Any) -> None:
             if self.stopping:
                 return
             thread = threading.current_thread()
             self._threads.add(thread)
             try:
                 with Store(self.db_path) as store:
-                    fn(store)
+                    fn(store, *args)
             except LockHeld as exc:
                 log.info("job %s skipped: %s", name, exc)
-            except Exception:
-                log.exception("job %s failed", name)
             finally:
                 self._threads.discard(thread)
 
         job.__name__ = f"job_{name}"
         return job
 
-    def jobs(self) -> dict[str, Any]:
-        """The callables handed to ``build_scheduler``: ``sync`` (per server name), ``rules``, ``health``,
-        ``retries`` and ``retention``; each opens its own Store."""
+    def jobs(self) -> dict[str, Callable[..., None]]:
+        """The callables handed to ``build_scheduler``: ``sync(server)``, ``rules(rule name)``, ``health()``,
+        ``retries()`` and ``retention()``; each opens its own Store. A part of smartplexd that is not
+        installed is logged once and its job does nothing."""
 
-        def sync(server: str) -> None:
+        def sync(store: Store, server: str) -> None:
             sync_server = optional("smartplexd.plex.sync", "sync_server")
             if sync_server is None:
                 self._warn_once("sync", "smartplexd.plex.sync is not available; scheduled syncs are skipped")
                 return
-            config = self.config
-            self._job(f"sync:{server}", lambda store: sync_server(config, store, server, bus=self.bus))()
+            result = sync_server(self.config, store, server, bus=self.bus)
+            if getattr(result, "status", "ok") != "ok":
+                log.warning("scheduled sync of %s ended %s: %s", server, result.status, result.error)
 
-        def rules(store: Store) -> None:
+        def rules(store: Store, rule_name: str) -> None:
             make_plan = optional("smartplexd.rules.planner", "make_plan")
             if make_plan is None:
                 self._warn_once("rules", "smartplexd.rules.planner is not available; rules are not evaluated")
                 return
-            make_plan(self.config, store, self.rules, actor="scheduler", start_grace=True)
+            make_plan(self.config, store, self.rules, actor="scheduler", rule_names=[rule_name], start_grace=True)
 
         def health(store: Store) -> None:
             check = optional("smartplexd.health", "check_health")
@@ -455,7 +459,7 @@ class Daemon:
                 log.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
 
         return {
-            "sync": sync,
+            "sync": self._job("sync", sync),
             "rules": self._job("rules", rules),
             "health": self._job("health", health),
             "retries": self._job("retries", retries),
@@ -467,7 +471,7 @@ class Daemon:
         if build is None:
             self._warn_once("scheduler", "smartplexd.scheduler is not available; no scheduled syncs or rules")
             return None
-        scheduler = build(self.config, self.jobs())
+        scheduler = build(self.config, self.jobs(), rules=self.rules)
         scheduler.start()
         return scheduler
 
@@ -535,7 +539,10 @@ class Daemon:
     async def _retention_loop(self) -> None:
         job = self.jobs()["retention"]
         while not self.stopping:
-            await asyncio.to_thread(job)
+            try:
+                await asyncio.to_thread(job)
+            except Exception:
+                log.exception("retention cleanup failed; trying again in an hour")
             await asyncio.sleep(RETENTION_EVERY)
 
 

@@ -60,8 +60,11 @@ def test_sigterm_during_a_sync_finishes_it_releases_locks_and_exits_0(tmp_path, 
     assert "stopping: no new connections" in daemon.log_text()
 
 
-def test_sigint_also_stops_gracefully(tmp_path, plex_server):
+def test_the_scheduler_runs_the_jobs_and_sigint_stops_gracefully(tmp_path, plex_server):
     daemon = start_daemon(tmp_path, plex_server.url)
+    jobs = daemon.wait_for("SELECT job_id, next_run_at FROM job_runs ORDER BY job_id")
+    assert {j["job_id"] for j in jobs} == {"health", "retention", "retries", "sync:home"}
+    assert all(j["next_run_at"] > time.time() for j in jobs)
     daemon.signal(signal.SIGINT)
     assert daemon.proc.wait(30) == 0
     assert "Traceback" not in daemon.log_text()
