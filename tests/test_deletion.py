@@ -214,6 +214,7 @@ def test_two_concurrent_applies_one_runs(world: World) -> None:
 
     def second_apply() -> None:
         with world.store() as store:
+            second["due"] = deletion.process_due(world.config, store)  # the scheduler's tick meanwhile
             try:
                 second["result"] = deletion.apply_plan(
                     world.config, store, other_plan, actor="api:other", confirm="DELETE"
@@ -236,6 +237,7 @@ def test_two_concurrent_applies_one_runs(world: World) -> None:
         unsubscribe()
     assert result.counts() == {"done": 4}
     assert "already running" in str(second["refused"]) and "result" not in second
+    assert second["due"].busy and second["due"].deletions == []
     with world.store() as store:
         assert store.query_one("SELECT status FROM plans WHERE id = ?", (other_plan,))["status"] == "draft"
         assert audit.entries(store, action="deletion.refused")[0]["actor"] == "api:other"
