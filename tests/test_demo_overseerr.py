@@ -66,9 +66,7 @@ def all_pages(api: httpx.Client, path: str, take: int, **params: str) -> tuple[l
             return results, infos
 
 
-async def test_python_overseerr_reads_status_counts_and_requests(
-    server: ThreadedServer, universe: Universe
-) -> None:
+async def test_python_overseerr_reads_status_counts_and_requests(server: ThreadedServer, universe: Universe) -> None:
     items = requested(universe)
     async with client_for(server) as client:
         status = await client.get_status()
@@ -133,9 +131,7 @@ def test_request_pages_cover_every_request_once_newest_first(api: httpx.Client, 
     ids = [r["id"] for r in results]
     assert ids == sorted({i.request.id for i in requested(universe)}, reverse=True)
     assert [i["page"] for i in infos] == list(range(1, len(infos) + 1))
-    assert all(
-        i == {"pages": -(-total // 7), "pageSize": 7, "results": total, "page": i["page"]} for i in infos
-    )
+    assert all(i == {"pages": -(-total // 7), "pageSize": 7, "results": total, "page": i["page"]} for i in infos)
 
     default = api.get("/request").json()
     assert default["pageInfo"]["pageSize"] == 10 and len(default["results"]) == 10
@@ -228,9 +224,7 @@ def test_deleted_request_is_gone_but_its_media_stays(
     ]
 
 
-def test_deleting_media_cascades_to_its_requests(
-    server: ThreadedServer, api: httpx.Client, universe: Universe
-) -> None:
+def test_deleting_media_cascades_to_its_requests(server: ThreadedServer, api: httpx.Client, universe: Universe) -> None:
     item = requested(universe)[1]
     state = server.app[overseerr.OVERSEERR_STATE]
     second = server.call(state.add_request, item.rating_key, "bob", 1)
@@ -281,9 +275,7 @@ def test_bad_paging_parameters_answer_400(api: httpx.Client) -> None:
     assert r.status_code == 400 and "take" in r.json()["message"]
 
 
-def test_sim_routes_add_and_list_requests(
-    server: ThreadedServer, api: httpx.Client, universe: Universe
-) -> None:
+def test_sim_routes_add_and_list_requests(server: ThreadedServer, api: httpx.Client, universe: Universe) -> None:
     unrequested = next(m for m in universe.movies if m.request is None)
     r = httpx.post(
         server.url + "/_sim/overseerr/requests", json={"rating_key": unrequested.rating_key, "user": "carol"}

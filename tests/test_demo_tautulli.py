@@ -68,9 +68,7 @@ def walk_history(call: Any, length: int, **params: Any) -> list[dict]:
             return rows
 
 
-async def test_pytautulli_reads_server_users_activity_and_stats(
-    server: ThreadedServer, universe: Universe
-) -> None:
+async def test_pytautulli_reads_server_users_activity_and_stats(server: ThreadedServer, universe: Universe) -> None:
     async with PyTautulli(api_token=KEY, url=server.url) as client:
         info = await client.async_get_server_info()
         users = await client.async_get_users()
@@ -107,9 +105,7 @@ def test_envelope_errors_use_tautulli_status_codes(server: ThreadedServer) -> No
 
     r = get(cmd="status")
     assert r.status_code == 401
-    assert r.json() == {
-        "response": {"result": "error", "message": "Parameter apikey is required", "data": {}}
-    }
+    assert r.json() == {"response": {"result": "error", "message": "Parameter apikey is required", "data": {}}}
     r = get(apikey="nope", cmd="status")
     assert r.status_code == 401
     assert r.json() == {"response": {"result": "error", "message": "Invalid apikey", "data": {}}}
@@ -217,9 +213,7 @@ def test_library_media_info_per_section(call: Any, universe: Universe) -> None:
     by_key = {r["rating_key"]: r for r in movies["data"]}
     for m in universe.movies:
         row = by_key[str(m.rating_key)]
-        assert (
-            row["file_size"] == m.size and row["year"] == str(m.year) and row["added_at"] == str(m.added_at)
-        )
+        assert row["file_size"] == m.size and row["year"] == str(m.year) and row["added_at"] == str(m.added_at)
         assert row["play_count"] == (len(m.views) or None)
         assert row["last_played"] == (max(v.at for v in m.views) if m.views else None)
         assert row["section_id"] == 1 and row["media_type"] == "movie"
@@ -261,9 +255,7 @@ def test_library_media_info_pages_and_orders(call: Any, universe: Universe) -> N
 
     titles = call("get_library_media_info", section_id=1, length=1000)["data"]["data"]
     assert [r["sort_title"] for r in titles] == sorted(r["sort_title"] for r in titles)
-    sizes = call("get_library_media_info", section_id=1, length=1000, order_column="file_size")["data"][
-        "data"
-    ]
+    sizes = call("get_library_media_info", section_id=1, length=1000, order_column="file_size")["data"]["data"]
     assert [r["file_size"] for r in sizes] == sorted(r["file_size"] for r in sizes)
     found = call("get_library_media_info", section_id=1, search=universe.movies[5].title)["data"]
     assert str(universe.movies[5].rating_key) in {r["rating_key"] for r in found["data"]}
@@ -375,9 +367,7 @@ def test_module_runs_as_a_program() -> None:
         deadline = time.monotonic() + 15
         while True:
             try:
-                r = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v2", params={"apikey": KEY, "cmd": "get_libraries"}
-                )
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v2", params={"apikey": KEY, "cmd": "get_libraries"})
                 break
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

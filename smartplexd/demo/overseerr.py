@@ -227,9 +227,7 @@ class OverseerrState:
             raise ValueError(f"unknown user {user!r}; known: {', '.join(USERS)}")
         if status not in _ALL_REQUESTS:
             raise ValueError(f"request status must be 1-5, got {status}")
-        return self._add(
-            item, self.user_ids[user], status, created_at if created_at is not None else self.now
-        )
+        return self._add(item, self.user_ids[user], status, created_at if created_at is not None else self.now)
 
     def delete_request(self, request_id: int) -> None:
         """Remove one request (its media row stays, as in Overseerr). Raises :class:`NotFound`."""
@@ -310,6 +308,16 @@ class OverseerrState:
 
     # --- rendering -------------------------------------------------------------------------------------
 
+    def _request_counts(self) -> dict[int, int]:
+        # Counted once per change of the request set, not once per rendered request (that was quadratic).
+        key = len(self.requests), self._next_request_id
+        if getattr(self, "_counts_key", None) != key:
+            counts: dict[int, int] = {}
+            for r in self.requests.values():
+                counts[r.user_id] = counts.get(r.user_id, 0) + 1
+            self._counts, self._counts_key = counts, key
+        return self._counts
+
     def user_json(self, user_id: int) -> dict[str, Any]:
         u = self.users[user_id]
         return {
@@ -328,7 +336,7 @@ class OverseerrState:
             "tvQuotaDays": None,
             "createdAt": iso(u.created_at),
             "updatedAt": iso(u.created_at),
-            "requestCount": sum(1 for r in self.requests.values() if r.user_id == u.id),
+            "requestCount": self._request_counts().get(u.id, 0),
             "displayName": u.name,
         }
 
@@ -370,9 +378,7 @@ class OverseerrState:
             ],
         }
         if key:
-            out["plexUrl"] = (
-                f"https://app.plex.tv/desktop#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{key}"
-            )
+            out["plexUrl"] = f"https://app.plex.tv/desktop#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{key}"
             out["iOSPlexUrl"] = f"plex://preplay/?metadataKey=%2Flibrary%2Fmetadata%2F{key}&server={machine}"
         return out
 
@@ -387,9 +393,7 @@ class OverseerrState:
             "is4k": request.is4k,
             "serverId": None if request.status == PENDING else 0,
             "profileId": None if request.status == PENDING else 4,
-            "rootFolder": None
-            if request.status == PENDING
-            else ("/movies" if request.type == "movie" else "/tv"),
+            "rootFolder": None if request.status == PENDING else ("/movies" if request.type == "movie" else "/tv"),
             "languageProfileId": None,
             "tags": None if request.status == PENDING else [],
             "isAutoRequest": False,
@@ -474,9 +478,7 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"message": f"{name} must be a number"}), content_type=_JSON
-        ) from None
+        raise web.HTTPBadRequest(text=json.dumps({"message": f"{name} must be a number"}), content_type=_JSON) from None
     if value < 0 or (name == "take" and value == 0):
         raise web.HTTPBadRequest(text=json.dumps({"message": f"{name} must be positive"}), content_type=_JSON)
     return value

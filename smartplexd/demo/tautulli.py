@@ -724,9 +724,7 @@ _COMMANDS = web.AppKey("tautulli_commands", dict)
 
 
 def _envelope(result: str, message: str | None, data: Any, status: int = 200) -> web.Response:
-    return web.json_response(
-        {"response": {"result": result, "message": message, "data": data}}, status=status
-    )
+    return web.json_response({"response": {"result": result, "message": message, "data": data}}, status=status)
 
 
 def _commands(state: TautulliState) -> dict[str, Any]:
@@ -769,9 +767,7 @@ async def _api(request: web.Request) -> web.Response:
         return _envelope("error", "Parameter apikey is required", {}, 401)
     cmd = q.get("cmd")
     if cmd is None:
-        return _envelope(
-            "error", f"Parameter cmd is required. Possible commands are: {', '.join(commands)}", {}, 400
-        )
+        return _envelope("error", f"Parameter cmd is required. Possible commands are: {', '.join(commands)}", {}, 400)
     if cmd not in commands:
         known = ", ".join(sorted(commands))
         return _envelope("error", f"Unknown command: {cmd}. Possible commands are: {known}", {}, 400)
