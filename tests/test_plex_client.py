@@ -223,8 +223,11 @@ def test_collections_are_created_when_missing_filled_and_emptied(client: PlexCli
 def test_the_token_travels_only_in_the_header(
     client: PlexClient, server: ThreadedServer, universe: Universe, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    # Every library that could print a URL or a header, at DEBUG (the CLI's log setup may have quietened them).
+    for name in ("", "httpx", "httpcore", "plexapi", "urllib3", "smartplexd"):
+        caplog.set_level(logging.DEBUG, logger=name)
     clear_requests(server)
+    server.app[FAULTS].fail_next = 1  # the retry warning names the request
     client.identity()
     list(client.iter_section("1", "movie", page_size=10))
     client.fetch_item(universe.movies[0].rating_key)

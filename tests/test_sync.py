@@ -698,7 +698,9 @@ def test_the_cli_syncs_and_prints_json(small: Env, capsys: pytest.CaptureFixture
 
 
 def test_the_token_never_appears_in_logs_the_database_or_any_url(small: Env, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    # Every library that could print a URL or a header, at DEBUG (the CLI's log setup may have quietened them).
+    for name in ("", "httpx", "httpcore", "plexapi", "urllib3", "smartplexd"):
+        caplog.set_level(logging.DEBUG, logger=name)
     small.faults.fail_next = 1  # the retry path logs too
     assert small.sync().status == "ok"
     sync_item(small.config, small.store, "home", small.universe.movies[0].rating_key)
