@@ -25,11 +25,12 @@ COPY plugins /src/plugins
 # Third-party plugins (pip requirement specifiers, space-separated) can be baked into a custom image:
 #   docker build --build-arg SMARTPLEXD_PLUGINS="smartplexd-foo==1.2" -t smartplexd-custom .
 ARG SMARTPLEXD_PLUGINS=""
-# A non-editable install (the final stage copies only the venv), then pip and setuptools leave the venv:
+# A non-editable install (the final stage copies only the venv); `smartplexd plugins` proves every entry
+# point imports from the installed wheel. Then pip and setuptools leave the venv:
 # nothing runs them at run time and they are a tenth of the image.
 # hadolint ignore=DL3013,SC2086
 RUN /opt/smartplexd/bin/pip install --no-cache-dir /src ${SMARTPLEXD_PLUGINS} \
-    && /opt/smartplexd/bin/smartplexd --version \
+    && /opt/smartplexd/bin/smartplexd plugins \
     && /opt/smartplexd/bin/python -m pip uninstall --yes --quiet pip setuptools
 
 # --- final image ------------------------------------------------------------------------------------------

@@ -215,6 +215,10 @@ def test_first_start_creates_config_as_puid_and_answers_healthz(podman: Podman, 
     assert status["CapEff"] == ["0000000000000000"]
     cmdline = podman("exec", "first", "cat", "/proc/1/cmdline").stdout.split("\0")
     assert cmdline[-3:-1] == ["/opt/smartplexd/bin/smartplexd", "run"], "the daemon itself is PID 1"
+    plugins = json.loads(podman("exec", "--user=1234:2345", "first", "smartplexd", "plugins", "--json").stdout)
+    assert {"sonarr", "radarr", "overseerr", "tautulli"} <= {p["name"] for p in plugins}
+    check = podman("exec", "--user=1234:2345", "first", "smartplexd", "check", "--offline", check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
     health = podman("healthcheck", "run", "first", check=False)
     assert health.returncode == 0, health.stdout + health.stderr
 
