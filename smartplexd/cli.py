@@ -586,9 +586,18 @@ def _restore(args: argparse.Namespace, app: App) -> int:
 
 @command("run", "run the daemon: web server, webhooks, API, scheduler (SIGTERM stops, SIGHUP reloads)")
 def _run(args: argparse.Namespace, app: App) -> int:
+    from smartplexd.config import ConfigError
     from smartplexd.daemon import Daemon
+    from smartplexd.errors import UsageError
+    from smartplexd.yamlsource import SourceErrors
 
-    return Daemon(app.config_path).run()
+    try:
+        daemon = Daemon(app.config_path)
+    except SourceErrors as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise UsageError(f"invalid rules:\n{exc}") from None
+    return daemon.run()
 
 
 # --- rules ---------------------------------------------------------------------------------------------

@@ -223,3 +223,22 @@ def test_every_write_is_audited_with_the_token_name(daemon, synced):
     assert actors >= {"api:admin", "api:admin2", "api:requester"}
     with Store(daemon.db_path) as store:
         assert audit.verify(store).ok
+
+
+def test_an_unexpected_error_is_a_logged_500_with_a_request_id_never_a_traceback(caplog):
+    """The last guard (handlers answer 4xx themselves): the request-id middleware of the daemon's app."""
+    from aiohttp import web
+
+    from smartplexd.web.app import request_ids
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    app = web.Application(middlewares=[request_ids])
+    app.router.add_get("/broken", broken)
+    with ThreadedServer(app) as srv:
+        r = httpx.get(f"{srv.url}/broken", headers={"X-Request-Id": "abc123"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error; the daemon log has the details", "request_id": "abc123"}
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+    assert any("abc123" in rec.getMessage() for rec in caplog.records)

@@ -146,6 +146,22 @@ def test_an_invalid_config_at_start_exits_2_with_file_and_line(tmp_path):
     assert "config.yaml:2:" in result.stderr and "listen" in result.stderr
 
 
+def test_an_invalid_rule_at_start_exits_2_with_file_and_line(tmp_path):
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "typo.yaml").write_text("name: typo\nwhen: {fact: plex.view_cnt, op: '>', value: 1}\n")
+    (tmp_path / "config.yaml").write_text(config_text(free_port(), "http://127.0.0.1:9"))
+    result = subprocess.run(
+        [sys.executable, "-m", "smartplexd", "-c", str(tmp_path / "config.yaml"), "run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "invalid rules" in result.stderr and "typo.yaml:2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_retention_deletes_old_rows_but_never_history(tmp_path):
     (tmp_path / "config.yaml").write_text(
         "database: ./db.sqlite\nrules: []\nretention: {webhook_events: 1d, plans: 2d}\n"

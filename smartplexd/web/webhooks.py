@@ -35,7 +35,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.abc import AbstractAccessLogger
 
 from smartplexd import audit
@@ -201,7 +201,10 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(65_536)
+        try:
+            chunk = await request.content.read(65_536)
+        except (ClientPayloadError, ConnectionResetError) as exc:
+            raise MalformedWebhook(f"the body ended early: {exc}") from None
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -308,7 +311,11 @@ async def receive(request: web.Request) -> web.Response:
         if source_cfg.auth != "hmac":
             # Senders that authenticate by header or URL are rejected before their body is read.
             _authenticate(source_cfg, request, None)
-        body = await _read_limited(request, limit)
+        try:
+            body = await _read_limited(request, limit)
+        except MalformedWebhook as exc:
+            stats.results[(name, "malformed")] += 1
+            return _json_error(400, f"malformed webhook: {exc}")
         if body is None:
             stats.results[(name, "too_large")] += 1
             return _too_large(limit)
