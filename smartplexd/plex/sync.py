@@ -721,7 +721,8 @@ class _FullSync:
         if progress.done != total or progress.last == 0.0:
             progress.publish()
         sweep, note, removed = self._sweep(section_id, title, consistent)
-        if kind == "show":
+        if kind == "show" and (removed or counts["added"] or counts["updated"]):
+            # Sizes only move when an episode, season or show was written or removed in this sync.
             _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
         counts["removed"] = removed
         self.counts["removed"] += removed
@@ -747,10 +748,10 @@ class _FullSync:
         )
         gone_filter = " AND NOT EXISTS (SELECT 1 FROM temp.sync_seen s WHERE s.rating_key = m.rating_key)"
         params = (self.server, section_id)
-        active = self.store.query_one(f"SELECT COUNT(*) AS n {scope}", params)["n"]  # type: ignore[index]
         gone = self.store.query_one(f"SELECT COUNT(*) AS n {scope}{gone_filter}", params)["n"]  # type: ignore[index]
         if not gone:
             return "done", None, 0
+        active = self.store.query_one(f"SELECT COUNT(*) AS n {scope}", params)["n"]  # type: ignore[index]
         limit = self.config.deletion.max_library_shrink_percent
         percent = 100.0 * gone / active
         if percent > limit and not self.allow_shrink:
