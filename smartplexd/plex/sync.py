@@ -721,8 +721,8 @@ class _FullSync:
         if progress.done != total or progress.last == 0.0:
             progress.publish()
         sweep, note, removed = self._sweep(section_id, title, consistent)
-        if kind == "show" and (removed or counts["added"] or counts["updated"]):
-            # Sizes only move when an episode, season or show was written or removed in this sync.
+        if kind == "show":
+            # Always, even when nothing was written now: an interrupted sync may have left sizes unrolled.
             _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
         counts["removed"] = removed
         self.counts["removed"] += removed
