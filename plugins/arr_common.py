@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
-from smartplexd_plugins.matching import epoch
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 from smartplexd.config import ServiceConfig
 from smartplexd.model import Health, HealthResult, PluginContext, StepResult, StepStatus
+from smartplexd_plugins.matching import epoch
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 
 class ArrConfig(ServiceConfig):

@@ -56,6 +56,7 @@ from smartplexd import audit
 from smartplexd.errors import PlexUnauthorized, Refused, UsageError
 from smartplexd.events import bus
 from smartplexd.model import CascadeTarget, Health, MediaItem, Notification, PluginContext, StepResult, StepStatus
+from smartplexd.plugins import first_result
 from smartplexd.store import locks
 from smartplexd.store.db import Store
 from smartplexd.units import format_size
@@ -503,19 +504,6 @@ def restore(config: Any, store: Store, deletion_id: int, *, actor: str, pm: Any 
 
 
 # --- hooks ---------------------------------------------------------------------------------------------
-
-
-def first_result(hook: Any, resolve: Any, **kwargs: Any) -> Any:
-    """The first non-None result of a ``firstresult`` hook, awaiting async implementations one by one.
-
-    pluggy's own ``firstresult`` stops at the first return value that is not None, and a coroutine object
-    is never None, so with async plugins it would always pick whichever implementation it called first.
-    """
-    for impl in reversed(hook.get_hookimpls()):
-        result = resolve(impl.function(*[kwargs[name] for name in impl.argnames]))
-        if result is not None:
-            return result
-    return None
 
 
 def _resolver(loop: asyncio.AbstractEventLoop) -> Any:

@@ -10,7 +10,10 @@ exactly that path)::
 
 Hooks may be plain functions or ``async def``: the caller awaits whatever needs awaiting. Every value
 crossing a hook is a dataclass from :mod:`smartplexd.model`. A hook that has nothing to say for a call
-(for example, a cascade step for another plugin's target) returns ``None``.
+(for example, a cascade step for another plugin's target) returns ``None``. For the hooks where one plugin
+answers (``smartplexd_cascade_step``, ``smartplexd_restore``) the core asks each implementation in turn and
+takes the first answer that is not None (:func:`smartplexd.plugins.first_result`); pluggy's ``firstresult``
+cannot do that for ``async def`` hooks, whose coroutine objects are never None.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx: Plug
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def smartplexd_cascade_step(item: MediaItem, target: CascadeTarget, ctx: PluginContext) -> StepResult | None:
     """Carry out one cascade step this plugin returned from ``smartplexd_cascade_targets``.
 
@@ -84,7 +87,7 @@ def smartplexd_cascade_step(item: MediaItem, target: CascadeTarget, ctx: PluginC
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def smartplexd_restore(deletion: dict[str, Any], target: CascadeTarget, ctx: PluginContext) -> RestoreResult | None:
     """Undo this plugin's part of a finished deletion where possible (re-add to Radarr/Sonarr and search).
 

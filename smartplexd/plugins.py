@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,21 @@ def list_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]:
         module = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__module__
         out.append(PluginInfo(name, module, version, hooks, builtin=name in DEFAULT_PLUGINS))
     return sorted(out, key=lambda p: p.name)
+
+
+def first_result(hook: Any, resolve: Callable[[Any], Any], **kwargs: Any) -> Any:
+    """The first non-None answer of a "one plugin answers" hook (cascade step, restore).
+
+    pluggy's own ``firstresult`` stops at the first value that is not None, and a coroutine object is never
+    None, so with async plugins it would always pick whichever implementation it called first. Instead each
+    implementation is called (newest registration first, as pluggy does) and ``resolve`` turns its result into
+    a value (awaiting it on the caller's loop) until one is not None.
+    """
+    for impl in reversed(hook.get_hookimpls()):
+        result = resolve(impl.function(*[kwargs[name] for name in impl.argnames]))
+        if result is not None:
+            return result
+    return None
 
 
 async def await_all(results: list[Any]) -> list[Any]:

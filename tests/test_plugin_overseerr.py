@@ -8,7 +8,6 @@ from pathlib import Path
 
 import plugin_support as ps
 import pytest
-from smartplexd_plugins import overseerr as plugin
 
 from smartplexd.demo import overseerr
 from smartplexd.demo.faults import FAULTS
@@ -18,6 +17,7 @@ from smartplexd.enrich import enrich_all
 from smartplexd.events import EventBus
 from smartplexd.health import check_health
 from smartplexd.model import Health, StepStatus
+from smartplexd_plugins import overseerr as plugin
 
 CONTRACTS = Path("/work/shared/contracts")
 KEY = overseerr.DEFAULT_API_KEY

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import plugin_support as ps
 import pytest
-from smartplexd_plugins import radarr as plugin
 
 from smartplexd.config import ConfigError
 from smartplexd.demo import radarr
@@ -20,6 +19,7 @@ from smartplexd.enrich import enrich_all
 from smartplexd.events import EventBus
 from smartplexd.health import check_health, stored
 from smartplexd.model import Health, StepStatus
+from smartplexd_plugins import radarr as plugin
 
 CONTRACTS = Path("/work/shared/contracts")
 

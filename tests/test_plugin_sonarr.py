@@ -8,7 +8,6 @@ from pathlib import Path
 
 import plugin_support as ps
 import pytest
-from smartplexd_plugins import sonarr as plugin
 
 from smartplexd.demo import sonarr
 from smartplexd.demo.arr import ARR_STATE
@@ -19,6 +18,7 @@ from smartplexd.enrich import enrich_all
 from smartplexd.events import EventBus
 from smartplexd.health import check_health
 from smartplexd.model import Health, StepStatus
+from smartplexd_plugins import sonarr as plugin
 
 CONTRACTS = Path("/work/shared/contracts")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import plugin_support as ps
 import pytest
-from smartplexd_plugins import tautulli as plugin
 
 from smartplexd.demo import tautulli
 from smartplexd.demo.faults import FAULTS, REQUEST_LOG
@@ -18,6 +17,7 @@ from smartplexd.enrich import enrich_all
 from smartplexd.events import EventBus
 from smartplexd.health import check_health
 from smartplexd.model import Health
+from smartplexd_plugins import tautulli as plugin
 
 CONTRACTS = Path("/work/shared/contracts")
 KEY = tautulli.DEFAULT_API_KEY

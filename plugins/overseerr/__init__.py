@@ -28,9 +28,6 @@ import asyncio
 from typing import Any, Literal
 
 from pydantic import Field
-from smartplexd_plugins import matching
-from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 from smartplexd.config import Name, ServiceConfig
 from smartplexd.model import (
@@ -46,6 +43,9 @@ from smartplexd.model import (
     WebhookEvent,
 )
 from smartplexd.plugins import hookimpl
+from smartplexd_plugins import matching
+from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 PLUGIN = "overseerr"
 ORDER = 10

@@ -19,10 +19,6 @@ import asyncio
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
-from smartplexd_plugins import arr_common
-from smartplexd_plugins.arr_common import ArrConfig, Catalogue
-from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 from smartplexd.config import Name
 from smartplexd.model import (
@@ -38,6 +34,10 @@ from smartplexd.model import (
     WebhookEvent,
 )
 from smartplexd.plugins import hookimpl
+from smartplexd_plugins import arr_common
+from smartplexd_plugins.arr_common import ArrConfig, Catalogue
+from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 PLUGIN = "radarr"
 ORDER = 20

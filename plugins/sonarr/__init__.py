@@ -23,10 +23,6 @@ import asyncio
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
-from smartplexd_plugins import arr_common, matching
-from smartplexd_plugins.arr_common import ArrConfig, Catalogue
-from smartplexd_plugins.matching import int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 from smartplexd.config import Name
 from smartplexd.model import (
@@ -42,6 +38,10 @@ from smartplexd.model import (
     WebhookEvent,
 )
 from smartplexd.plugins import hookimpl
+from smartplexd_plugins import arr_common, matching
+from smartplexd_plugins.arr_common import ArrConfig, Catalogue
+from smartplexd_plugins.matching import int_or_none, str_or_none, webhook_source_is
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 PLUGIN = "sonarr"
 ORDER = 20

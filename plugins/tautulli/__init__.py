@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
-from smartplexd_plugins.matching import int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 from smartplexd.config import Name, ServiceConfig
 from smartplexd.model import (
@@ -40,6 +38,8 @@ from smartplexd.model import (
     WebhookEvent,
 )
 from smartplexd.plugins import hookimpl
+from smartplexd_plugins.matching import int_or_none, str_or_none, webhook_source_is
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
 PLUGIN = "tautulli"
 
