@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from apscheduler.events import (
@@ -34,7 +35,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from smartplexd.store.db import Store
+from smartplexd.store.db import open_store
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _record(db_path: Any, job_id: str, **values: Any) -> None:
     marks = ", ".join("?" for _ in values)
     updates = ", ".join(f"{k} = excluded.{k}" for k in values)
     try:
-        with Store(db_path) as store:
+        with open_store(db_path) as store:
             store.execute(
                 f"INSERT INTO job_runs (job_id, {cols}) VALUES (?, {marks}) "
                 f"ON CONFLICT (job_id) DO UPDATE SET {updates}",
@@ -122,10 +123,12 @@ def build_scheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
     )
     descriptions: dict[str, str] = {}
+    triggers: dict[str, Any] = {}
 
     def add(job_id: str, trigger: Any, description: str, fn: Callable[..., Any], *args: Any) -> None:
         scheduler.add_job(_timed(db_path, job_id, fn, *args), trigger, id=job_id, name=description)
         descriptions[job_id] = description
+        triggers[job_id] = trigger
 
     if "sync" in jobs:
         for server in config.plex.servers:
@@ -160,12 +163,15 @@ def build_scheduler(
             jobs["retention"])  # fmt: skip
 
     def next_run(job_id: str) -> float | None:
-        job = scheduler.get_job(job_id)
-        return job.next_run_time.timestamp() if job is not None and job.next_run_time else None
+        # From the trigger, not scheduler.get_job(): listeners run in worker threads, and get_job() waits
+        # for the job store lock that shutdown(wait=True) holds while it waits for those threads.
+        trigger = triggers.get(job_id)
+        when = trigger.get_next_fire_time(None, datetime.now(tz)) if trigger is not None else None
+        return when.timestamp() if when is not None else None
 
     def on_start(_event: SchedulerEvent) -> None:
         try:
-            with Store(db_path) as store, store.transaction():
+            with open_store(db_path) as store, store.transaction():
                 ids = list(descriptions)
                 store.execute(
                     "DELETE FROM job_runs WHERE job_id NOT IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
