@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -243,3 +244,14 @@ def test_docs_rules_md_is_generated_from_the_current_registry() -> None:
     )
     for fact in registry().names():
         assert f"`{fact}`" in out
+
+
+def test_facts_command_lists_core_and_plugin_facts(capsys: pytest.CaptureFixture[str]) -> None:
+    from smartplexd import cli
+
+    assert cli.main(["facts", "--json"]) == 0
+    facts = {f["name"]: f for f in json.loads(capsys.readouterr().out)}
+    assert facts["plex.last_viewed_at"]["type"] == "datetime" and facts["plex.labels"]["source"] == "plex"
+    assert set(facts) == set(registry().names())
+    assert cli.main(["facts"]) == 0
+    assert "plex.view_count" in capsys.readouterr().out

@@ -29,6 +29,8 @@ def warnings_for(rule: Rule, config: Any, reg: FactRegistry, pm: Any = None) -> 
     for lib in rule.libraries:
         if mirrored and lib.lower() not in {m.lower() for m in mirrored}:
             out.append(f"library {lib!r} is not among the mirrored libraries ({', '.join(sorted(mirrored))})")
+    if rule.enabled and not rule.schedule:
+        out.append("no schedule: evaluated only by `smartplexd plan` (grace periods never start or end)")
     if rule.action.type == "delete" and not rule.limits.max_items and not rule.limits.max_bytes and not rule.storage:
         out.append("deletes without limits of its own (only deletion.max_items_per_run/max_bytes_per_run apply)")
     return out
@@ -56,6 +58,7 @@ def summarize(app: Any, offline: bool) -> dict[str, Any]:
         unknown = plan.unknown_sources
     out: list[dict[str, Any]] = []
     lines = [f"  rules         {len(rules)} rule(s) from {', '.join(str(p) for p in config.rule_paths)}"]
+    width = max((len(r.name) for r in rules), default=0)
     for rule in rules:
         info: dict[str, Any] = {
             "name": rule.name,
@@ -67,7 +70,7 @@ def summarize(app: Any, offline: bool) -> dict[str, Any]:
             "facts": rule.facts(),
             "warnings": warnings_for(rule, config, reg),
         }
-        text = f"    {rule.name:<28} {rule.action.type:<9} {'enabled ' if rule.enabled else 'DISABLED'}"
+        text = f"    {rule.name:<{width}}  {rule.action.type:<9} {'enabled ' if rule.enabled else 'DISABLED'}"
         if not offline:
             c = counts.get(rule.name, {})
             info.update(

@@ -438,8 +438,10 @@ class _Planner:
             # Free space unknown: the rule selects nothing, and the plan says so at the top.
             report.update(active=False, known=False, reason=problem)
             self.storage[rule.name] = report
-            slot = self.unknown.setdefault("disk space", {"items": 0, "reason": problem})
-            slot["items"] += sum(1 for c in candidates if c.result)
+            waiting = sum(1 for c in candidates if c.result)
+            if waiting:
+                slot = self.unknown.setdefault("disk space", {"items": 0, "reason": problem})
+                slot["items"] += waiting
             return {"active": False}
         need: dict[str, int] = {}
         shown = []
