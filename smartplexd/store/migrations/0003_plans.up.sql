@@ -10,7 +10,8 @@ CREATE TABLE plans (
     summary TEXT NOT NULL DEFAULT '{}'
 );
 
--- status: selected | skipped (unknown facts) | excluded (keep label, grace period, tombstone) | limited
+-- status: selected | leaving_soon (in its grace period) | skipped (unknown facts) | excluded (keep label, grace
+-- period, tombstone, covered by its show, already selected) | limited (rule, global or storage limits)
 CREATE TABLE plan_items (
     id INTEGER PRIMARY KEY,
     plan_id INTEGER NOT NULL REFERENCES plans (id),
