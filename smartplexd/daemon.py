@@ -41,8 +41,9 @@ from aiohttp import web
 from smartplexd import audit
 from smartplexd import log as smartlog
 from smartplexd.config import AppConfig, ConfigError, load_config
-from smartplexd.events import EventBus
+from smartplexd.events import EventBus, EventRecorder
 from smartplexd.events import bus as default_bus
+from smartplexd.notify import BusNotifier
 from smartplexd.store.db import Store, open_store
 from smartplexd.store.locks import LockHeld
 from smartplexd.web import CONFIG
@@ -208,6 +209,11 @@ class Daemon:
         self._webhooks_due = asyncio.Event()
         with open_store(self.db_path) as store:  # migrates
             audit.record(store, "daemon", "daemon.started", None, {"pid": os.getpid(), "config": self.config_path})
+        self._recorder = EventRecorder(self.db_path, self.bus)
+        self._recorder.resume_ids()
+        self._recorder.start()
+        self._notifier = BusNotifier(lambda: self.config, self.db_path)
+        unsubscribe_notifier = self.bus.subscribe(self._notifier)
         self._store_worker = StoreWorker(self.db_path, "store").start()
         self.intake = WebhookIntake(self.db_path, on_stored=self._webhooks_due.set).start()
         await self._resume_deletions()
@@ -247,6 +253,9 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.intake.close)
         await self._wait_threads(SHUTDOWN_GRACE)
+        unsubscribe_notifier()
+        await asyncio.to_thread(self._notifier.close)
+        await asyncio.to_thread(self._recorder.close)
         released = await self.db_call(_release_own_locks)
         await self.db_call(
             lambda store: audit.record(store, "daemon", "daemon.stopped", None, {"released_locks": released})

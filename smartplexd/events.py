@@ -8,6 +8,7 @@ quick (an async consumer hands the event to its loop with ``call_soon_threadsafe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -70,3 +71,86 @@ class EventBus:
 
 bus = EventBus()
 """The process-wide bus."""
+
+
+class EventRecorder:
+    """Persists bus events to the ``events`` table from a worker thread, in small batches.
+
+    The daemon records its events so that another process (``smartplexd status`` next to a running daemon)
+    sees a running sync's progress, and so that event ids keep increasing across restarts
+    (:meth:`resume_ids`): a browser reconnecting with ``Last-Event-ID`` after a restart is not confused by
+    reused ids. Publishers never wait for the database; retention trims the table.
+    """
+
+    def __init__(self, db_path: str, bus: EventBus, flush_every: float = 0.5) -> None:
+        import queue
+
+        self.db_path = db_path
+        self.bus = bus
+        self.flush_every = flush_every
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=10_000)
+        self._thread = threading.Thread(target=self._work, name="event-recorder", daemon=True)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def resume_ids(self) -> int:
+        """Continue the bus's numbering after the newest recorded event; returns that id."""
+        from smartplexd.store import open_store
+
+        with open_store(self.db_path) as store:
+            last = store.query_one("SELECT MAX(id) AS id FROM events")["id"] or 0
+        self.bus.skip_to(last)
+        return last
+
+    def start(self) -> EventRecorder:
+        self._thread.start()
+        self._unsubscribe = self.bus.subscribe(self._enqueue)
+        return self
+
+    def _enqueue(self, event: Event) -> None:
+        import queue
+
+        # Full means the database is far behind; dropping a progress event then is harmless.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        import json
+        import queue
+
+        from smartplexd.log import mask
+        from smartplexd.store import open_store
+
+        store = open_store(self.db_path)
+        try:
+            done = False
+            while not done:
+                batch: list[Event] = []
+                try:
+                    first = self._queue.get(timeout=self.flush_every)
+                except queue.Empty:
+                    continue
+                if first is None:
+                    break
+                batch.append(first)
+                while True:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        done = True
+                        break
+                    batch.append(more)
+                rows = [(e.id, e.ts, e.type, mask(json.dumps(e.data, default=str))) for e in batch]
+                with store.transaction():
+                    store.conn.executemany(
+                        "INSERT OR REPLACE INTO events (id, ts, type, data) VALUES (?, ?, ?, ?)", rows
+                    )
+        finally:
+            store.close()

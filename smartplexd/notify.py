@@ -152,3 +152,108 @@ def plex_unauthorized(server: str, detail: str = "") -> Notification:
         severity="failure",
         details={"server": server},
     )
+
+
+def sync_refused(server: str, message: str) -> Notification:
+    """``sync.refused``: a sync would have removed too much of a library (Plex offline, disk unmounted)."""
+    return Notification(
+        event="sync.refused",
+        title=f"Sync of {server} refused: the library shrank too much",
+        body=f"{message}. Nothing was removed from the mirror. If the items really are gone, run "
+        f"`smartplexd sync --server {server} --allow-shrink`; otherwise check Plex's disks and mounts.",
+        severity="warning",
+        details={"server": server},
+    )
+
+
+# --- events on the bus → notifications ------------------------------------------------------------------
+
+
+class BusNotifier:
+    """Turns bus events from the daemon's work into notifications, delivered on a worker thread.
+
+    Subscribed by the daemon: ``health.changed`` to down/unauthorized → ``integration.down``;
+    ``plex.unauthorized`` → ``plex.unauthorized`` (at most once an hour per server, as syncs retry);
+    ``sync.refused`` → ``sync.refused``; ``leaving_soon`` (a plan started grace periods) → the digest of the
+    items that entered. Deletion results are notified by the executor itself. Publishers never wait: events
+    are queued and a single thread delivers them.
+    """
+
+    REPEAT_AFTER = 3600.0
+
+    def __init__(self, config_getter: Any, db_path: str | None = None) -> None:
+        import queue
+        import threading
+
+        self._config = config_getter
+        self._db_path = db_path
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1000)
+        self._last_sent: dict[tuple[str, str], float] = {}
+        self._thread = threading.Thread(target=self._work, name="notifier", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: Any) -> None:
+        if event.type in ("health.changed", "plex.unauthorized", "sync.refused", "leaving_soon"):
+            try:
+                self._queue.put_nowait(event)
+            except Exception:
+                log.warning("notification queue full; %s dropped", event.type)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            try:
+                note = self._translate(event)
+                if note is not None:
+                    notify(self._config(), note)
+            except Exception as exc:  # a notification is a courtesy: log and go on
+                log.warning("notification for %s failed: %s", event.type, mask(str(exc)))
+
+    def _once_per_hour(self, kind: str, key: str) -> bool:
+        now = time.monotonic()
+        last = self._last_sent.get((kind, key))
+        if last is not None and now - last < self.REPEAT_AFTER:
+            return False
+        self._last_sent[(kind, key)] = now
+        return True
+
+    def _translate(self, event: Any) -> Notification | None:
+        from smartplexd.model import Health
+
+        data = event.data
+        if event.type == "health.changed":
+            if data.get("plugin") == "plex" or data.get("status") == Health.OK:
+                return None  # Plex's token problems arrive as plex.unauthorized; recoveries are not news
+            result = HealthResult(
+                name=data["name"], plugin=data["plugin"], status=Health(data["status"]), error=data.get("error")
+            )
+            return integration_down(result)
+        if event.type == "plex.unauthorized":
+            server = data.get("server", "?")
+            return plex_unauthorized(server) if self._once_per_hour("plex.unauthorized", server) else None
+        if event.type == "sync.refused":
+            return sync_refused(data.get("server", "?"), data.get("message") or data.get("note") or "sweep refused")
+        if event.type == "leaving_soon" and self._db_path:
+            return self._digest(int(data["plan_id"]))
+        return None
+
+    def _digest(self, plan_id: int) -> Notification | None:
+        from smartplexd.store import open_store
+
+        store = open_store(self._db_path)
+        try:
+            rows = store.query(
+                "SELECT m.title, m.size_bytes, l.due_at, l.rule FROM leaving_soon l "
+                "JOIN media_items m ON m.id = l.item_id WHERE l.plan_id = ? AND l.status = 'pending' "
+                "ORDER BY l.due_at",
+                (plan_id,),
+            )
+        finally:
+            store.close()
+        return leaving_soon_digest(rows) if rows else None
