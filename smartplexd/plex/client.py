@@ -33,6 +33,11 @@ import httpx
 import requests
 import tenacity
 
+try:  # 2x faster than json.loads on listing pages (docs/plex-sync.md); optional, the stdlib parser is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is in every environment we ship, but nothing requires it
+    _loads = json.loads
+
 from smartplexd import __version__
 from smartplexd.config import PlexServerConfig
 from smartplexd.errors import PlexUnauthorized, Refused, SmartplexdError
@@ -199,7 +204,7 @@ class PlexClient:
                     response.status_code,
                 )
             try:
-                return json.loads(response.content)["MediaContainer"]
+                return _loads(response.content)["MediaContainer"]
             except (ValueError, KeyError, TypeError):
                 raise PlexError(
                     f"Plex server '{self.name}' sent something that is not Plex JSON for GET {path}"

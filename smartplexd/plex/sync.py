@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import time
 import uuid
 from collections import deque
@@ -46,6 +47,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+
+try:  # the listing digest is computed for every listed item: orjson encodes 5-10x faster than json
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the stdlib fallback gives the same bytes for the values we encode
+    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def _dumps(value: Any) -> bytes:
+        return _encoder(value).encode()
+
+    _loads = json.loads
+
 
 from smartplexd import events
 from smartplexd.config import AppConfig, PlexServerConfig
@@ -74,6 +87,12 @@ SECTION_LISTINGS = {"movie": ("movie",), "show": ("show", "season", "episode")}
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between ``sync.progress`` events (the first and last page of a library always publish)."""
+
+BATCH_SECONDS = 0.5
+"""A full sync commits its writes at least this often (pages are grouped: fewer commits, fewer index page
+rewrites in the WAL); other writers wait at most about this long for the database."""
+SYNC_CACHE_KIB = 32_768
+"""SQLite page cache for the sync's connection while it runs (a batch of pages dirties many index pages)."""
 
 LOCK_TTL = 300.0
 LOCK_REFRESH = 60.0
@@ -116,8 +135,22 @@ class ItemRow(NamedTuple):
     collections: str
 
     def content_hash(self) -> str:
-        # repr of a tuple of str/int/None is stable across processes and Python runs (unlike hash()).
-        return hashlib.blake2b(tuple.__repr__(self).encode(), digest_size=12).hexdigest()
+        """The row digest: 24 hex digits over every value above (stable across processes, unlike hash())."""
+        return hashlib.blake2b(_dumps(tuple(self)), digest_size=12).hexdigest()
+
+
+ROW_DIGEST_LEN = 24
+
+
+def listing_digest(item: Mapping[str, Any]) -> str:
+    """A digest of one item exactly as a listing page delivered it (16 hex digits).
+
+    A full sync stores it after the row digest in ``content_hash`` (``<row digest>.<listing digest>``); when
+    Plex lists the item the same way again, nothing about it can have changed and the sync skips it without
+    building its row. Anything Plex changes in the listing — ``updatedAt``, ``viewCount``, a label, a part's
+    size or file, the section title — changes the digest, whether or not Plex bumped ``updatedAt``.
+    """
+    return hashlib.blake2b(_dumps(item), digest_size=8).hexdigest()
 
 
 COLUMNS = ("server", *ItemRow._fields, "sources", "content_hash", "seen_in_sync")
@@ -125,6 +158,7 @@ FILLABLE = ("year", "tmdb_id", "tvdb_id", "imdb_id", "last_viewed_at")
 """Fields Plex may leave empty; a value another source wrote is then kept (see the module docstring)."""
 _ALWAYS_PLEX = tuple(f for f in ItemRow._fields if f not in FILLABLE and f not in ("section_id", "rating_key"))
 _FILLABLE_INDEX = tuple(ItemRow._fields.index(f) for f in FILLABLE)
+assert _FILLABLE_INDEX == (5, 7, 8, 9, 16), "_sources() indexes these columns directly"
 _sources_cache: dict[tuple[bool, ...], str] = {}
 
 _LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^/?]+)(?:\?|$)")
@@ -162,8 +196,10 @@ def _external_ids(item: Mapping[str, Any]) -> tuple[int | None, int | None, str 
     return tmdb, tvdb, imdb
 
 
-# A prebuilt encoder: json.dumps with non-default options builds a new encoder per call (3x slower).
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def _encode(value: list[str]) -> str:
+    return _dumps(value).decode()
+
+
 _new_row = tuple.__new__  # ItemRow(...) without the Python-level __new__ frame: this runs 100k times a sync
 
 
@@ -230,7 +266,7 @@ def item_row(item: Mapping[str, Any], section_id: str, section_title: str) -> It
 
 
 def _sources(row: ItemRow) -> str:
-    key = tuple(row[i] is None for i in _FILLABLE_INDEX)
+    key = (row[5] is None, row[7] is None, row[8] is None, row[9] is None, row[16] is None)
     cached = _sources_cache.get(key)
     if cached is None:
         fields = list(_ALWAYS_PLEX) + [f for f, empty in zip(FILLABLE, key, strict=True) if not empty]
@@ -256,8 +292,9 @@ def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
     return out
 
 
+_VALUES = f"({', '.join('?' * len(COLUMNS))})"
 _UPSERT = (
-    f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES {_VALUES} "
     "ON CONFLICT (server, rating_key) DO UPDATE SET "
     + ", ".join(
         f"{c} = excluded.{c}" for c in COLUMNS if c not in ("server", "rating_key", "size_bytes", "sources", *FILLABLE)
@@ -277,8 +314,84 @@ _UPSERT = (
 # --------------------------------------------------------------------------------------------- writing
 
 
+class Listed(NamedTuple):
+    """One page's items of one type, with what the fetch thread prepared for the writer (see :func:`listed`)."""
+
+    total: int
+    """What Plex said the whole listing holds (``totalSize``) when it sent this page."""
+    items: list[dict[str, Any]]
+    keys: list[str]
+    """Each item's rating key."""
+    digests: list[str] | None
+    """:func:`listing_digest` per item (``None`` for a one-item sync's full-metadata view)."""
+    page_json: str
+    """``{"<rating key>": "<listing digest>", ...}``: the page as SQLite compares it (a single statement)."""
+    refs: frozenset[str]
+    """Every rating key the page mentions (items, parents, grandparents): checked against tombstones at once."""
+    rows: list[ItemRow] | None = None
+    """Rows built in advance (a library with no rows yet: every item will be written), else ``None``."""
+    params: list[tuple[Any, ...]] | None = None
+    """With ``rows``: each row's complete upsert parameters (sources, ``content_hash``, sync id included)."""
+
+
+_NO_DIGEST = "-"
+
+
+def listed(
+    total: int,
+    items: list[dict[str, Any]],
+    *,
+    digests: bool = True,
+    build: tuple[str, str, str, int | None] | None = None,
+) -> Listed:
+    """Prepare a page for :meth:`_Writer.write` (the fetch threads call this, off the writer's thread).
+
+    ``digests=False`` for items that are not a listing (a one-item sync's full metadata): they are always
+    compared row by row. ``build=(section_id, section_title, server, sync_id)`` also builds every row and
+    its upsert parameters — worth it only when (nearly) every item will be written.
+    """
+    keys = [str(item["ratingKey"]) for item in items]
+    fps = [listing_digest(item) for item in items] if digests else None
+    refs = set(keys)
+    for item in items:
+        parent = item.get("parentRatingKey")
+        if parent is not None:
+            refs.add(str(parent))
+            grandparent = item.get("grandparentRatingKey")
+            if grandparent is not None:
+                refs.add(str(grandparent))
+    page_json = _dumps(dict(zip(keys, fps or [_NO_DIGEST] * len(keys), strict=True))).decode()
+    rows = params = None
+    if build is not None:
+        section_id, section_title, server, sync_id = build
+        rows = [item_row(item, section_id, section_title) for item in items]
+        if fps is None:
+            params = [(server, *row, _sources(row), row.content_hash(), sync_id) for row in rows]
+        else:
+            params = [
+                (server, *row, _sources(row), f"{row.content_hash()}.{fp}", sync_id)
+                for row, fp in zip(rows, fps, strict=True)
+            ]
+    return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params)
+
+
+# The items of a page that are NOT unchanged: new, removed, deleted, or listed differently than when their
+# row was written. Everything else costs SQLite an index lookup and Python nothing.
+_CHANGED_SQL = (
+    "SELECT json_group_array(json_array(j.key, m.id IS NOT NULL, m.content_hash, m.removed_at, m.deleted_at)) "
+    "FROM json_each(?) j LEFT JOIN media_items m ON m.server = ? AND m.rating_key = j.key "
+    "WHERE m.id IS NULL OR m.removed_at IS NOT NULL OR m.deleted_at IS NOT NULL OR m.content_hash IS NULL "
+    f"OR length(m.content_hash) <= {ROW_DIGEST_LEN + 1} OR substr(m.content_hash, {ROW_DIGEST_LEN + 2}) <> j.value"
+)
+
+
 class _Writer:
-    """Classifies rows against the database and tombstones, and writes a batch in one transaction."""
+    """Classifies listed items against the database and tombstones, and writes a batch in one transaction.
+
+    An item whose stored ``content_hash`` ends with its listing digest (and whose row is active and not
+    blocked) is unchanged: SQLite finds that for the whole page in one statement and no row is built.
+    Every other item gets its row built and its row digest compared; only new and changed rows are written.
+    """
 
     def __init__(self, store: Store, server: str, sync_id: int | None, *, seen_table: bool) -> None:
         self.store = store
@@ -303,22 +416,18 @@ class _Writer:
             (server,),
         ):
             self.blocked.add(r["rating_key"])
-        self._lookup_sql: dict[int, str] = {}
+        self._upserts: dict[int, str] = {}
+        # One multi-row statement per chunk instead of executemany: sqlite3 releases and re-takes the GIL
+        # for every row it steps, and with a fetch thread parsing JSON each re-take waits for it. One
+        # statement is one step, and SQLite's work runs without the GIL, beside the fetch threads.
+        limit = store.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self.rows_per_statement = max(1, min(500, limit // len(COLUMNS)))
 
-    def _existing(self, keys: list[str]) -> dict[str, tuple[str | None, float | None, float | None]]:
-        out: dict[str, tuple[str | None, float | None, float | None]] = {}
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            sql = self._lookup_sql.get(len(chunk))
-            if sql is None:
-                sql = (
-                    "SELECT rating_key, content_hash, removed_at, deleted_at FROM media_items "
-                    f"WHERE server = ? AND rating_key IN ({', '.join('?' * len(chunk))})"
-                )
-                self._lookup_sql[len(chunk)] = sql
-            for rk, digest, removed_at, deleted_at in self.store.conn.execute(sql, (self.server, *chunk)):
-                out[rk] = (digest, removed_at, deleted_at)
-        return out
+    def _upsert(self, n: int) -> str:
+        sql = self._upserts.get(n)
+        if sql is None:
+            sql = self._upserts[n] = _UPSERT.replace(_VALUES, ", ".join([_VALUES] * n), 1)
+        return sql
 
     def _guid_blocked(self, row: ItemRow) -> bool:
         if not self.tomb_guids:
@@ -329,47 +438,105 @@ class _Writer:
                 return True
         return False
 
-    def write(self, rows: list[ItemRow]) -> list[str]:
-        """Write what changed; returns each row's outcome (one of :data:`OUTCOMES`)."""
-        existing = self._existing([r.rating_key for r in rows])
-        outcomes: list[str] = []
-        writes: list[tuple[Any, ...]] = []
-        seen: list[tuple[str]] = []
+    def write(self, page: Listed, section_id: str, section_title: str) -> tuple[dict[str, int], dict[str, str]]:
+        """Write what changed. Returns the page's counts per outcome (:data:`OUTCOMES`) and the outcome of each
+        item that was looked at individually (every item that is not unchanged-by-digest), by rating key."""
+        (found,) = self.store.conn.execute(_CHANGED_SQL, (page.page_json, self.server)).fetchone()
+        changed: dict[str, list[Any]] = {r[0]: r for r in _loads(found)}
         blocked = self.blocked
-        for row in rows:
-            rk = row.rating_key
-            old = existing.get(rk)
-            if (
-                rk in blocked
-                or (row.parent_rating_key is not None and row.parent_rating_key in blocked)
-                or (row.grandparent_rating_key is not None and row.grandparent_rating_key in blocked)
-                or (old is not None and old[2] is not None)
-                or (old is None and self._guid_blocked(row))
-            ):
-                if row.type in ("show", "season"):
+        check_blocked = bool(blocked) and not blocked.isdisjoint(page.refs)
+        n = len(page.items)
+        if not changed and not check_blocked:
+            # The common case of a re-sync: every item listed exactly as we stored it.
+            if self.seen_table and n:
+                self.store.conn.execute(_SEEN_SQL, (page.page_json,))
+            return {"unchanged": n}, {}
+        items, keys, digests, rows, params = page.items, page.keys, page.digests, page.rows, page.params
+        counts = dict.fromkeys(OUTCOMES, 0)
+        outcomes: dict[str, str] = {}
+        writes: list[Any] = []
+        n_writes = 0
+        refresh: list[tuple[str, str, str]] = []
+        kept_out: list[str] = []
+        server = self.server
+        if check_blocked:
+            todo = range(n)
+        else:
+            todo = [i for i, rk in enumerate(keys) if rk in changed]
+            counts["unchanged"] = n - len(todo)
+        for i in todo:
+            rk = keys[i]
+            old = changed.get(rk)  # None: active and listed as stored
+            item = items[i]
+            outcome = ""
+            if check_blocked:
+                parent, grandparent = item.get("parentRatingKey"), item.get("grandparentRatingKey")
+                if (
+                    rk in blocked
+                    or (parent is not None and str(parent) in blocked)
+                    or (grandparent is not None and str(grandparent) in blocked)
+                ):
+                    outcome = "tombstoned"
+            if not outcome and old is not None and old[4] is not None:
+                outcome = "tombstoned"
+            if not outcome and old is None:
+                outcome = "unchanged"
+            if not outcome:
+                row = rows[i] if rows is not None else item_row(item, section_id, section_title)
+                if not old[1] and self._guid_blocked(row):
+                    outcome = "tombstoned"
+                else:
+                    if params is not None:
+                        prepared: tuple[Any, ...] | None = params[i]
+                        content_hash = prepared[-2]  # type: ignore[index]
+                        digest = content_hash[:ROW_DIGEST_LEN]
+                    else:
+                        prepared = None
+                        digest = row.content_hash()
+                        content_hash = digest if digests is None else f"{digest}.{digests[i]}"
+                    if not old[1]:
+                        outcome = "added"
+                    elif old[3] is not None:
+                        outcome = "restored"
+                    elif old[2] is not None and old[2][:ROW_DIGEST_LEN] == digest:
+                        # Listed differently (a field we do not mirror changed, or a one-item sync wrote the
+                        # row from Plex's full view) but our values are the same: keep the new digest only.
+                        outcome = "unchanged"
+                        if digests is not None and content_hash != old[2]:
+                            refresh.append((content_hash, server, rk))
+                    else:
+                        outcome = "updated"
+                    if outcome != "unchanged":
+                        writes += prepared or (server, *row, _sources(row), content_hash, self.sync_id)
+                        n_writes += 1
+            if outcome == "tombstoned":
+                if item.get("type") in ("show", "season"):
                     blocked.add(rk)
-                outcomes.append("tombstoned")
-                continue
-            seen.append((rk,))
-            digest = row.content_hash()
-            if old is None:
-                outcome = "added"
-            elif old[1] is not None:
-                outcome = "restored"
-            elif old[0] == digest:
-                outcomes.append("unchanged")
-                continue
-            else:
-                outcome = "updated"
-            outcomes.append(outcome)
-            writes.append((self.server, *row, _sources(row), digest, self.sync_id))
-        if writes or (self.seen_table and seen):
-            with self.store.transaction() as conn:
-                if writes:
-                    conn.executemany(_UPSERT, writes)
-                if self.seen_table and seen:
-                    conn.executemany("INSERT OR IGNORE INTO temp.sync_seen (rating_key) VALUES (?)", seen)
-        return outcomes
+                kept_out.append(rk)
+            counts[outcome] += 1
+            outcomes[rk] = outcome
+        with self.store.transaction() as conn:
+            width, step = len(COLUMNS), self.rows_per_statement
+            for start in range(0, n_writes, step):
+                k = min(step, n_writes - start)
+                conn.execute(self._upsert(k), writes[start * width : (start + k) * width])
+            if refresh:
+                conn.executemany(
+                    "UPDATE media_items SET content_hash = ? WHERE server = ? AND rating_key = ? "
+                    "AND deleted_at IS NULL",
+                    refresh,
+                )
+            if self.seen_table and n > len(kept_out):
+                # Items kept out are not "seen": rows of theirs that Plex still lists are swept as before.
+                seen_json = page.page_json
+                if kept_out:
+                    out = set(kept_out)
+                    seen_json = _dumps({rk: "" for rk in keys if rk not in out}).decode()
+                conn.execute(_SEEN_SQL, (seen_json,))
+        return counts, outcomes
+
+
+_SEEN_SQL = "INSERT OR IGNORE INTO temp.sync_seen (rating_key) SELECT key FROM json_each(?)"
 
 
 _ROLLUP_CHILD_SUM = (
@@ -561,6 +728,8 @@ def sync_server(
     status, error = "ok", None
     bus.publish("sync.started", server=server, sync_id=sync_id, libraries=wanted)
     log.info("sync %d of Plex server %s started", sync_id, server)
+    (cache_size,) = store.conn.execute("PRAGMA cache_size").fetchone()
+    store.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
     try:
         with PlexClient(srv, retry=retry) as client:
             identity, latency = measure_identity(client)
@@ -595,6 +764,7 @@ def sync_server(
             libraries=library_results,
         )
         try:
+            store.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
             _finish(store, result, started)
         finally:
             lock.release()
@@ -631,6 +801,31 @@ def _choose_sections(sections: list[dict[str, Any]], wanted: list[str], server: 
     return [by_title[t] for t in wanted]
 
 
+class _Batch:
+    """Groups several pages' writes into one transaction, committed every :data:`BATCH_SECONDS`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._tx: Any = None
+        self.started = 0.0
+
+    def open(self) -> None:
+        if self._tx is None:
+            self._tx = self.store.transaction()
+            self._tx.__enter__()
+            self.started = time.monotonic()
+
+    def page_done(self) -> None:
+        if time.monotonic() - self.started >= BATCH_SECONDS:
+            self.close()
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Commit (or with ``exc``, roll back) the open transaction, if any."""
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            tx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
 class _FullSync:
     """One server's full sync, library by library (the state shared by its steps)."""
 
@@ -661,18 +856,20 @@ class _FullSync:
             self.lock_refreshed = time.monotonic()
 
     def _pages(
-        self, pool: ThreadPoolExecutor, section_id: str, title: str, type_: str, total: int
-    ) -> Iterator[tuple[int, list[ItemRow]]]:
-        """(listing total, rows) per page in order, with up to ``pages_in_flight`` fetches outstanding."""
+        self, pool: ThreadPoolExecutor, section_id: str, title: str, type_: str, total: int, build_rows: bool
+    ) -> Iterator[Listed]:
+        """The listing's pages in order, with up to ``pages_in_flight`` fetches outstanding."""
         size = self.srv.sync.page_size
-        client = self.client
+        client, server, sync_id = self.client, self.server, self.sync_id
 
-        def fetch(offset: int) -> tuple[int, list[ItemRow]]:
-            # Runs in a worker: JSON parsing and row building overlap with the main thread's writes.
+        def fetch(offset: int) -> Listed:
+            # Runs in a worker: parsing and digests overlap with the main thread's SQLite work (which runs
+            # without the GIL). Rows are built here only when every item is going to be written anyway.
             page = client.fetch_page(section_id, type_, offset, size)
-            return page.total, [item_row(item, section_id, title) for item in page.items if item.get("type") == type_]
+            items = [item for item in page.items if item.get("type") == type_]
+            return listed(page.total, items, build=(section_id, title, server, sync_id) if build_rows else None)
 
-        pending: deque[Future[tuple[int, list[ItemRow]]]] = deque()
+        pending: deque[Future[Listed]] = deque()
         next_offset = 0
         known_total = total
         try:
@@ -682,10 +879,10 @@ class _FullSync:
                     next_offset += size
                 if not pending:
                     return
-                page_total, rows = pending.popleft().result()
+                page = pending.popleft().result()
                 # Items added while we page would shift past the planned end: keep going to the new end.
-                known_total = max(known_total, page_total)
-                yield page_total, rows
+                known_total = max(known_total, page.total)
+                yield page
         finally:
             for future in pending:
                 future.cancel()
@@ -698,26 +895,48 @@ class _FullSync:
         counts = _zero_counts()
         progress = _Progress(self.bus, self.server, self.sync_id, title, total)
         self.store.execute("DELETE FROM temp.sync_seen")
+        # A library we hold no rows of yet (the first sync): every item will be written, so the fetch
+        # threads build the rows too. Otherwise most items are expected unchanged and rows are built lazily.
+        build_rows = (
+            self.store.query_one(
+                "SELECT 1 AS x FROM media_items WHERE server = ? AND section_id = ? LIMIT 1", (self.server, section_id)
+            )
+            is None
+        )
         consistent = True
+        batch = _Batch(self.store)
         with ThreadPoolExecutor(self.srv.sync.pages_in_flight, thread_name_prefix=f"plex-{self.server}") as pool:
-            for type_ in listings:
-                received = 0
-                for page_total, rows in self._pages(pool, section_id, title, type_, totals[type_]):
-                    if page_total != totals[type_]:
+            try:
+                for type_ in listings:
+                    received = 0
+                    for page in self._pages(pool, section_id, title, type_, totals[type_], build_rows):
+                        if page.total != totals[type_]:
+                            consistent = False
+                        n = len(page.items)
+                        received += n
+                        batch.open()
+                        try:
+                            page_counts, _ = self.writer.write(page, section_id, title)
+                        except BaseException as exc:
+                            batch.close(exc)
+                            raise
+                        # Commits when the batch is BATCH_SECONDS old.
+                        batch.page_done()
+                        page_counts = {**page_counts}
+                        page_counts["added"] = page_counts.get("added", 0) + page_counts.get("restored", 0)
+                        for outcome, k in page_counts.items():
+                            counts[outcome] += k
+                            self.counts[outcome] += k
+                        counts["seen"] += n
+                        self.counts["seen"] += n
+                        progress.advance(n)
+                        self._refresh_lock()
+                    if received != totals[type_]:
                         consistent = False
-                    received += len(rows)
-                    for outcome in self.writer.write(rows):
-                        counts[outcome] += 1
-                        self.counts[outcome] += 1
-                        if outcome == "restored":
-                            counts["added"] += 1
-                            self.counts["added"] += 1
-                    counts["seen"] += len(rows)
-                    self.counts["seen"] += len(rows)
-                    progress.advance(len(rows))
-                    self._refresh_lock()
-                if received != totals[type_]:
-                    consistent = False
+            finally:
+                # Pages written before a failure (a 401 or 5xx while fetching the next page) stay written;
+                # a failed write has already rolled its batch back.
+                batch.close()
         if progress.done != total or progress.last == 0.0:
             progress.publish()
         sweep, note, removed = self._sweep(section_id, title, consistent)
@@ -861,14 +1080,19 @@ def sync_item(
     finally:
         if own_client:
             plex.close()
-    rows = [item_row(i, section_id, section_title) for i in items if i.get("type") in ITEM_TYPES]
-    outcomes = _Writer(store, server, None, seen_table=False).write(rows)
+    items = [i for i in items if i.get("type") in ITEM_TYPES]
+    # No listing digests: this is the full-metadata view, which a listing never matches; the next full
+    # sync compares row digests for these rows and then stores its listing digest.
+    page = listed(len(items), items, digests=False, build=(section_id, section_title, server, None))
+    _, outcomes = _Writer(store, server, None, seen_table=False).write(page, section_id, section_title)
+    rows = page.rows or []
     first = rows[0]
     affected = [k for k in (first.parent_rating_key, first.grandparent_rating_key) if k]
     if first.type in ("show", "season"):
         affected += [r.rating_key for r in rows if r.type == "season"] + [first.rating_key]
     if affected:
         _rollup_keys(store, server, affected)
-    outcome = "added" if outcomes[0] == "restored" else outcomes[0]
+    outcome = outcomes[first.rating_key]
+    outcome = "added" if outcome == "restored" else outcome
     bus.publish("sync.item", server=server, rating_key=rk, outcome=outcome)
     return outcome
