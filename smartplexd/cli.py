@@ -298,6 +298,11 @@ def _sync_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the sweep remove more than deletion.max_library_shrink_percent (the library really shrank)",
     )
+    p.add_argument(
+        "--no-enrich",
+        action="store_true",
+        help="skip the facts refresh from Sonarr/Radarr/Overseerr/Tautulli that follows a successful sync",
+    )
 
 
 @command("sync", "mirror Plex libraries into the database (full sync)", json=True, args=_sync_args)
@@ -334,6 +339,12 @@ def _sync(args: argparse.Namespace, app: App) -> int:
             unsubscribe()
             if bar is not None:
                 bar.close()
+    facts = None
+    if not args.no_enrich and any(r["status"] == "ok" for r in results):
+        facts = _enrich_after_sync(app, quiet=args.json)
+        for r in results:
+            if r["status"] == "ok":
+                r["facts"] = facts
     if args.json:
         app.print_json(results)
     else:
@@ -346,6 +357,9 @@ def _sync(args: argparse.Namespace, app: App) -> int:
                 f"{c['updated']} updated, {c['unchanged']} unchanged, {c['removed']} removed, "
                 f"{c['tombstoned']} kept out (tombstoned) in {r['duration_ms'] / 1000:.1f} s"
             )
+        for name, f in (facts or {}).items():
+            trouble = f" — {f['unknown']} UNKNOWN: {f['error']}" if f["unknown"] else ""
+            app.print(f"facts {name}: {f['known']} known, {f['absent']} not held by {name}{trouble}")
     statuses = {r["status"] for r in results}
     if "unauthorized" in statuses:
         raise PlexUnauthorized(next(r["server"] for r in results if r["status"] == "unauthorized"))
@@ -355,6 +369,28 @@ def _sync(args: argparse.Namespace, app: App) -> int:
     if "error" in statuses:
         raise SmartplexdError("; ".join(r["error"] for r in results if r["status"] == "error"))
     return EXIT_OK
+
+
+def _enrich_after_sync(app: App, quiet: bool) -> dict[str, Any]:
+    """Refresh every item's facts (the integrations' catalogues, fetched once each) with a progress bar."""
+    from smartplexd import events
+    from smartplexd.enrich import enrich_all
+    from smartplexd.progress import ProgressBar
+
+    bar = None if quiet else ProgressBar("facts", stream=app.err)
+
+    def on_event(event: events.Event) -> None:
+        if bar is not None and event.type == "enrich.progress":
+            bar.update(event.data["done"], event.data["total"])
+
+    unsubscribe = events.bus.subscribe(on_event)
+    try:
+        summaries = enrich_all(app.config, app.store)
+    finally:
+        unsubscribe()
+        if bar is not None:
+            bar.close()
+    return {name: s.to_dict() for name, s in summaries.items()}
 
 
 # --- status and demo ------------------------------------------------------------------------------------

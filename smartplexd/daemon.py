@@ -235,6 +235,8 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.scheduler = self._start_scheduler()
+        # Health (and the disk space storage rules need) is known at once, not five minutes after start.
+        asyncio.ensure_future(asyncio.to_thread(self.jobs()["health"])).add_done_callback(_log_background_failure)
         tasks = [asyncio.create_task(self._webhook_loop(), name="webhooks")]
         if self.scheduler is None:
             # Without the scheduler, retention still has to run.
@@ -339,6 +341,19 @@ class Daemon:
         thread.start()
         return await future
 
+    def _sync_then_enrich(self, store: Store, server: str) -> Any:
+        """A full sync of ``server`` and, when it finished ok, a refresh of every item's facts: facts of items
+        that were just added would otherwise stay unknown (never selected) until some later refresh."""
+        from smartplexd.enrich import enrich_all
+        from smartplexd.plex.sync import sync_server
+
+        result = sync_server(self.config, store, server, bus=self.bus)
+        if result.status != "ok":
+            log.warning("sync of %s ended %s: %s", server, result.status, result.error)
+            return result
+        enrich_all(self.config, store, bus=self.bus)
+        return result
+
     async def start_sync(self, servers: list[str], actor: str) -> list[dict[str, Any]]:
         """Start a full sync of each server in the background; returns ``[{"server", "sync_id"}]`` once each
         has its ``sync_events`` row. Raises :class:`LockHeld` when every one of them is already running and
@@ -358,10 +373,9 @@ class Daemon:
         before = await self.db_call(lambda store: store.query_one("SELECT COALESCE(MAX(id), 0) AS n FROM sync_events"))
         last_id = before["n"] if before else 0
         futures = {}
-        config, bus = self.config, self.bus
         for name in servers:
             futures[name] = asyncio.ensure_future(
-                self.run_blocking(lambda store, name=name: sync_server(config, store, name, bus=bus))
+                self.run_blocking(lambda store, name=name: self._sync_then_enrich(store, name))
             )
         started: list[dict[str, Any]] = []
         lock_errors: list[LockHeld] = []
@@ -437,9 +451,7 @@ class Daemon:
             if sync_server is None:
                 self._warn_once("sync", "smartplexd.plex.sync is not available; scheduled syncs are skipped")
                 return
-            result = sync_server(self.config, store, server, bus=self.bus)
-            if getattr(result, "status", "ok") != "ok":
-                log.warning("scheduled sync of %s ended %s: %s", server, result.status, result.error)
+            self._sync_then_enrich(store, server)
 
         def rules(store: Store, rule_name: str) -> None:
             make_plan = optional("smartplexd.rules.planner", "make_plan")

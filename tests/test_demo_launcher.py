@@ -140,7 +140,7 @@ def test_smartplexd_demo_serves_a_live_sync(tmp_path: Path) -> None:
                         event_type = line[7:]
                     elif line.startswith("data: ") and event_id is not None and event_type is not None:
                         seen.append((event_id, event_type, json.loads(line[6:])["data"]))
-                        if event_type == "sync.finished":
+                        if event_type == "enrich.finished":
                             break
             status = http.get(demo.url + "api/status").json()
             page = http.get(demo.url)
@@ -148,8 +148,12 @@ def test_smartplexd_demo_serves_a_live_sync(tmp_path: Path) -> None:
         assert ids == sorted(set(ids))
         progress = [d for _, t, d in seen if t == "sync.progress" and d["library"] == "Movies"]
         assert len(progress) >= 3 and progress[-1]["done"] == progress[-1]["total"] == 400
-        finished = seen[-1][2]
+        (finished,) = [d for _, t, d in seen if t == "sync.finished"]
         assert finished["status"] == "ok"
+        # The sync is followed by a facts refresh, so rules see Radarr/Sonarr/Overseerr/Tautulli facts at once.
+        enriched = seen[-1][2]["plugins"]
+        for plugin in ("radarr", "sonarr", "overseerr", "tautulli"):
+            assert enriched[plugin]["unknown"] == 0 and enriched[plugin]["known"] > 0, (plugin, enriched[plugin])
         (home,) = status["servers"]
         assert home["last_sync"]["status"] == "ok" and home["last_sync"]["items_seen"] == finished["counts"]["seen"]
         assert page.status_code == 200 and 'data-server="home"' in page.text
