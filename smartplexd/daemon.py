@@ -48,7 +48,7 @@ from smartplexd.store.db import Store, open_store
 from smartplexd.store.locks import LockHeld
 from smartplexd.web import CONFIG
 from smartplexd.web.webhooks import RedactingAccessLogger, WebhookIntake, WebhookStats
-from smartplexd.webhook_processing import optional, process_pending
+from smartplexd.webhook_processing import process_pending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,16 +144,11 @@ def cleanup_retention(config: AppConfig, store: Store, now: float | None = None)
 
 
 def load_rules(config: AppConfig) -> list[Any]:
-    """The rules under ``config.rule_paths``; raises SourceErrors (file:line) when one is invalid.
+    """The rules under ``config.rule_paths``; raises SourceErrors (file:line) when one is invalid."""
+    from smartplexd.rules.facts import registry
+    from smartplexd.rules.models import load_rules as load
 
-    Returns ``[]`` when the rule engine is not installed.
-    """
-    loader = optional("smartplexd.rules.models", "load_rules")
-    registry = optional("smartplexd.rules.facts", "registry")
-    if loader is None or registry is None:
-        log.warning("the rule engine is not available; no rules are evaluated")
-        return []
-    return list(loader(config.rule_paths, registry()))
+    return list(load(config.rule_paths, registry()))
 
 
 class Daemon:
@@ -192,7 +187,6 @@ class Daemon:
         self._stop_event: asyncio.Event | None = None
         self._webhooks_due: asyncio.Event | None = None
         self._threads: set[threading.Thread] = set()
-        self._warned: set[str] = set()
 
     # --- running ------------------------------------------------------------------------------------
 
@@ -356,12 +350,8 @@ class Daemon:
 
     async def start_sync(self, servers: list[str], actor: str) -> list[dict[str, Any]]:
         """Start a full sync of each server in the background; returns ``[{"server", "sync_id"}]`` once each
-        has its ``sync_events`` row. Raises :class:`LockHeld` when every one of them is already running and
-        ``ModuleNotFoundError`` when sync is not installed."""
-        sync_server = optional("smartplexd.plex.sync", "sync_server")
-        lock_name = optional("smartplexd.plex.sync", "lock_name")
-        if sync_server is None or lock_name is None:
-            raise ModuleNotFoundError("smartplexd.plex.sync")
+        has its ``sync_events`` row. Raises :class:`LockHeld` when every one of them is already running."""
+        from smartplexd.plex.sync import lock_name
         from smartplexd.store import locks
 
         held = await self.db_call(lambda store: [locks.holder(store, lock_name(s)) for s in servers])
@@ -413,11 +403,6 @@ class Daemon:
 
     # --- scheduled work -----------------------------------------------------------------------------
 
-    def _warn_once(self, what: str, message: str) -> None:
-        if what not in self._warned:
-            self._warned.add(what)
-            log.warning(message)
-
     def _job(self, name: str, fn: Callable[..., Any]) -> Callable[..., None]:
         """A scheduler job calling ``fn(store, *args)`` with its own Store; skipped while stopping.
 
@@ -443,35 +428,21 @@ class Daemon:
 
     def jobs(self) -> dict[str, Callable[..., None]]:
         """The callables handed to ``build_scheduler``: ``sync(server)``, ``rules(rule name)``, ``health()``,
-        ``retries()`` and ``retention()``; each opens its own Store. A part of smartplexd that is not
-        installed is logged once and its job does nothing."""
+        ``retries()`` and ``retention()``; each opens its own Store."""
+        from smartplexd.deletion import process_due
+        from smartplexd.health import check_health
+        from smartplexd.rules.planner import make_plan
 
         def sync(store: Store, server: str) -> None:
-            sync_server = optional("smartplexd.plex.sync", "sync_server")
-            if sync_server is None:
-                self._warn_once("sync", "smartplexd.plex.sync is not available; scheduled syncs are skipped")
-                return
             self._sync_then_enrich(store, server)
 
         def rules(store: Store, rule_name: str) -> None:
-            make_plan = optional("smartplexd.rules.planner", "make_plan")
-            if make_plan is None:
-                self._warn_once("rules", "smartplexd.rules.planner is not available; rules are not evaluated")
-                return
             make_plan(self.config, store, self.rules, actor="scheduler", rule_names=[rule_name], start_grace=True)
 
         def health(store: Store) -> None:
-            check = optional("smartplexd.health", "check_health")
-            if check is None:
-                self._warn_once("health", "smartplexd.health is not available; no health checks")
-                return
-            check(self.config, store, bus=self.bus)
+            check_health(self.config, store, bus=self.bus)
 
         def retries(store: Store) -> None:
-            process_due = optional("smartplexd.deletion", "process_due")
-            if process_due is None:
-                self._warn_once("retries", "smartplexd.deletion is not available; no deletion retries")
-                return
             process_due(self.config, store, actor="scheduler")
 
         def retention(store: Store) -> None:
@@ -488,11 +459,9 @@ class Daemon:
         }
 
     def _start_scheduler(self) -> Any:
-        build = optional("smartplexd.scheduler", "build_scheduler")
-        if build is None:
-            self._warn_once("scheduler", "smartplexd.scheduler is not available; no scheduled syncs or rules")
-            return None
-        scheduler = build(self.config, self.jobs(), rules=self.rules)
+        from smartplexd.scheduler import build_scheduler
+
+        scheduler = build_scheduler(self.config, self.jobs(), rules=self.rules)
         scheduler.start()
         return scheduler
 
@@ -522,10 +491,8 @@ class Daemon:
             log.warning("exiting with %d unfinished background task(s): %s", len(left), ", ".join(left))
 
     async def _resume_deletions(self) -> None:
-        resume = optional("smartplexd.deletion", "resume_unfinished")
-        if resume is None:
-            self._warn_once("resume", "smartplexd.deletion is not available; unfinished deletions are not resumed")
-            return
+        from smartplexd.deletion import resume_unfinished as resume
+
         config = self.config
         try:
             result = await self.run_blocking(lambda store: resume(config, store, actor="daemon"))

@@ -20,7 +20,6 @@ side effect and the status update re-runs an idempotent sync of one item.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
@@ -59,20 +58,11 @@ class ProcessStats:
         return self.processed + self.ignored + self.deferred + self.failed
 
 
-def optional(module: str, attr: str) -> Any:
-    """``module.attr`` if that part of smartplexd is installed, else None (logged once by the caller)."""
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ImportError:
-        return None
-    except AttributeError:
-        return None
-
-
 def sync_lock_name(server: str) -> str:
     """The lock a full sync of ``server`` holds (:func:`smartplexd.plex.sync.lock_name`)."""
-    lock_name = optional("smartplexd.plex.sync", "lock_name")
-    return lock_name(server) if lock_name is not None else f"sync:{server}"
+    from smartplexd.plex.sync import lock_name
+
+    return lock_name(server)
 
 
 def full_sync_running(store: Store, server: str) -> bool:
@@ -238,9 +228,10 @@ def apply_event(config: Any, store: Store, event: WebhookEvent, actor: str) -> i
     if not pairs:
         log.info("webhook %s %s: no mirrored item matches; ignored", event.source, event.type)
         return 0
-    sync_item = optional("smartplexd.plex.sync", "sync_item")
-    if sync_item is None:
-        raise RuntimeError("incremental sync is not available (smartplexd.plex.sync.sync_item is missing)")
+    from smartplexd.enrich import enrich_items
+    from smartplexd.plex.sync import sync_item
+    from smartplexd.rules.planner import cancel_leaving_soon_if_played
+
     for server, _ in pairs:
         if full_sync_running(store, server.name):
             raise Deferred(f"a full sync of {server.name} is running")
@@ -253,12 +244,9 @@ def apply_event(config: Any, store: Store, event: WebhookEvent, actor: str) -> i
         if row is not None:
             item_ids.append(row["id"])
     if event.type == "item.watched" and item_ids:
-        cancel = optional("smartplexd.rules.planner", "cancel_leaving_soon_if_played")
-        if cancel is not None:
-            for item_id in item_ids:
-                if cancel(config, store, item_id, played_at=event.at):
-                    log.info("item %s was played: its leaving-soon grace period is cancelled (%s)", item_id, actor)
-    enrich = optional("smartplexd.enrich", "enrich_items")
-    if enrich is not None and item_ids and event.type != "item.deleted_upstream":
-        enrich(config, store, item_ids)
+        for item_id in item_ids:
+            if cancel_leaving_soon_if_played(config, store, item_id, played_at=event.at):
+                log.info("item %s was played: its leaving-soon grace period is cancelled (%s)", item_id, actor)
+    if item_ids and event.type != "item.deleted_upstream":
+        enrich_items(config, store, item_ids)
     return len(pairs)

@@ -28,7 +28,6 @@ from smartplexd.store.db import Store
 from smartplexd.store.locks import LockHeld
 from smartplexd.web import CONFIG, DAEMON
 from smartplexd.web.auth import Caller, bearer_caller
-from smartplexd.webhook_processing import optional
 
 DELETION_STATUSES = ("pending", "running", "done", "partial", "failed", "skipped")
 MAX_LIST = 1000
@@ -100,10 +99,6 @@ def _int_param(value: str, name: str) -> int:
     if not 0 < number < 2**63:
         raise ApiError(400, f"{name} must be a positive integer")
     return number
-
-
-def _unavailable(what: str) -> ApiError:
-    return ApiError(503, f"{what} is not available in this installation", headers={"Retry-After": "3600"})
 
 
 def _decode(row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -237,8 +232,6 @@ async def sync(request: web.Request) -> web.Response:
     except LockHeld as exc:
         await _audit(request, caller, "sync.refused", ",".join(servers), {"reason": str(exc)})
         raise ApiError(409, str(exc), **exc.details) from None
-    except ModuleNotFoundError:
-        raise _unavailable("sync") from None
     await _audit(request, caller, "sync.requested", ",".join(servers), {"syncs": started})
     first = next((s["sync_id"] for s in started if s.get("sync_id") is not None), None)
     return _json({"status": "started", "sync_id": first, "syncs": started}, status=202)
@@ -249,9 +242,8 @@ async def plan_create(request: web.Request) -> web.Response:
     caller = require(request, "admin")
     body = await _body(request)
     daemon = request.app[DAEMON]
-    make_plan = optional("smartplexd.rules.planner", "make_plan")
-    if make_plan is None:
-        raise _unavailable("planning")
+    from smartplexd.rules.planner import make_plan
+
     wanted = body.get("rules")
     if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted)):
         raise ApiError(400, "rules must be a list of rule names")
@@ -289,9 +281,8 @@ async def plan_apply(request: web.Request) -> web.Response:
     exists = await daemon.db_call(lambda store: store.query_one("SELECT id FROM plans WHERE id = ?", (plan_id,)))
     if exists is None:
         raise ApiError(404, f"no plan {plan_id}")
-    apply_plan = optional("smartplexd.deletion", "apply_plan")
-    if apply_plan is None:
-        raise _unavailable("deletion")
+    from smartplexd.deletion import apply_plan
+
     config = daemon.config
     try:
         result = await daemon.run_blocking(
@@ -319,9 +310,8 @@ async def deletion_retry(request: web.Request) -> web.Response:
     )
     if row is None:
         raise ApiError(404, f"no deletion {deletion_id}")
-    retry = optional("smartplexd.deletion", "retry")
-    if retry is None:
-        raise _unavailable("deletion retry")
+    from smartplexd.deletion import retry
+
     config = daemon.config
     try:
         result = await daemon.run_blocking(lambda store: retry(config, store, deletion_id, actor=caller.actor))
@@ -396,14 +386,13 @@ async def ask(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     if daemon.config.assistant is None:
         raise ApiError(409, "the assistant is not configured (assistant: in config.yaml)")
-    assistant_ask = optional("smartplexd.assistant", "ask")
-    if assistant_ask is None:
-        raise _unavailable("the assistant")
+    from smartplexd.assistant import AssistantUnavailable
+    from smartplexd.assistant import ask as assistant_ask
+
     config = daemon.config
-    unavailable = optional("smartplexd.assistant", "AssistantUnavailable") or SmartplexdError
     try:
         answer = await daemon.run_blocking(lambda store: assistant_ask(config, store, question, actor=caller.actor))
-    except unavailable as exc:
+    except AssistantUnavailable as exc:
         raise ApiError(502, str(exc)) from None
     except SmartplexdError as exc:
         raise ApiError(409, str(exc)) from None
