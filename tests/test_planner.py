@@ -321,7 +321,9 @@ def test_cli_plan_prints_table_totals_and_the_apply_hint(plex_env: Any, capsys: 
     args = ["-c", config.source]
     assert cli.main([*args, "plan"]) == 0
     out = capsys.readouterr().out
-    assert "title" in out and "reasons" in out and "plex.view_count" in out
+    assert "rule watched — delete: 3 selected" in out
+    # every selected item is followed by its reasons in full, with the item's own value
+    assert out.count("      because plex.view_count ") == 3
     assert "selected 3 (" in out and "This was a dry run: nothing was deleted." in out
     plan_id = store.query_one("SELECT MAX(id) AS id FROM plans")["id"]
     assert f"Plan {plan_id} stored. To act on it: smartplexd apply {plan_id}" in out

@@ -844,21 +844,39 @@ def load_plan(store: Any, plan_id: int) -> Plan | None:
 # --- text output -------------------------------------------------------------------------------------------
 
 
-def _reason_text(entry: PlanEntry) -> str:
-    """The conditions that made it match (``when`` leaves that were true), or why it is not selected."""
-    if entry.status in ("skipped", "excluded", "limited"):
-        return entry.skip_reason or ""
-    matched = [r["text"] for r in entry.reasons if r.get("in") in ("when", "request") and r.get("matched")]
-    text = "; ".join(matched)
-    if entry.status == "leaving_soon" and entry.skip_reason:
-        text = f"{entry.skip_reason}; {text}" if text else entry.skip_reason
-    return text
+def _reason_lines(entry: PlanEntry) -> list[str]:
+    """Every line of why: each matched ``when`` condition with the item's value, or why it is held back."""
+    lines = []
+    if entry.status in ("skipped", "excluded", "limited", "leaving_soon") and entry.skip_reason:
+        lines.append(entry.skip_reason)
+    if entry.status not in ("skipped", "excluded", "limited"):
+        lines += [r["text"] for r in entry.reasons if r.get("in") in ("when", "request") and r.get("matched")]
+    return lines
+
+
+def _render_entries(entries: list[PlanEntry], width: int) -> list[str]:
+    """Items grouped by rule, each followed by its reasons in full (one condition per line)."""
+    title_w = min(max(len(e.title) for e in entries), max(30, width - 45))
+    lib_w = max(len(e.library) for e in entries)
+    lines: list[str] = []
+    by_rule: dict[str, list[PlanEntry]] = {}
+    for entry in entries:
+        by_rule.setdefault(entry.rule, []).append(entry)
+    for rule, group in by_rule.items():
+        if lines:
+            lines.append("")
+        selected = [e for e in group if e.status == "selected"]
+        freed = format_size(sum(e.bytes for e in selected))
+        lines.append(f"rule {rule} — {group[0].action}: {len(selected)} selected ({freed}), {len(group)} listed")
+        for e in group:
+            title = e.title if len(e.title) <= title_w else e.title[: title_w - 1] + "…"
+            lines.append(f"  {title:<{title_w}}  {e.library:<{lib_w}}  {format_size(e.size):>9}  {e.status}")
+            lines += [f"      because {reason}" for reason in _reason_lines(e)]
+    return lines
 
 
 def render_plan(plan: Plan, *, show_all: bool = False, width: int = 100) -> str:
-    """The plan as ``smartplexd plan`` prints it: banner, table, totals, and how to apply it."""
-    from smartplexd.cli import table
-
+    """The plan as ``smartplexd plan`` prints it: banner, items with their reasons, totals, how to apply it."""
     lines: list[str] = []
     if plan.unknown_sources:
         lines.append("!" * 78)
@@ -877,19 +895,7 @@ def render_plan(plan: Plan, *, show_all: bool = False, width: int = 100) -> str:
         lines.append(f"storage rule {name}: {mode} ({state.get('reason') or disks})")
     shown = plan.items if show_all else [e for e in plan.items if e.status in ("selected", "leaving_soon")]
     if shown:
-        rows = [
-            [
-                e.title[:50],
-                e.library,
-                format_size(e.size),
-                e.rule,
-                e.status,
-                e.action,
-                _reason_text(e)[: max(20, width - 40)],
-            ]
-            for e in shown
-        ]
-        lines.append(table(rows, ["title", "library", "size", "rule", "status", "action", "reasons"]))
+        lines.extend(_render_entries(shown, width))
     else:
         lines.append("No item is selected by the rules right now.")
     t = plan.totals
