@@ -271,6 +271,7 @@ NOTIFICATION_EVENTS = (
     "integration.down",
     "plex.unauthorized",
     "sync.refused",
+    "rule.report",
 )
 
 

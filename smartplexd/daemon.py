@@ -43,7 +43,7 @@ from smartplexd import log as smartlog
 from smartplexd.config import AppConfig, ConfigError, load_config
 from smartplexd.events import EventBus, EventRecorder
 from smartplexd.events import bus as default_bus
-from smartplexd.notify import BusNotifier
+from smartplexd.notify import BusNotifier, notify, rule_report
 from smartplexd.store.db import Store, open_store
 from smartplexd.store.locks import LockHeld
 from smartplexd.web import CONFIG
@@ -437,7 +437,14 @@ class Daemon:
             self._sync_then_enrich(store, server)
 
         def rules(store: Store, rule_name: str) -> None:
-            make_plan(self.config, store, self.rules, actor="scheduler", rule_names=[rule_name], start_grace=True)
+            plan = make_plan(
+                self.config, store, self.rules, actor="scheduler", rule_names=[rule_name], start_grace=True
+            )
+            rule = next((r for r in self.rules if r.name == rule_name), None)
+            if rule is not None and rule.action.type == "notify":
+                selected = [e for e in plan.items if e.rule == rule_name and e.status == "selected"]
+                if selected:
+                    notify(self.config, rule_report(rule_name, rule.description, selected), store=store)
 
         def health(store: Store) -> None:
             check_health(self.config, store, bus=self.bus)

@@ -10,7 +10,8 @@ plugin that raises) are logged and swallowed, so a deletion or a sync never wait
 of, a notification.
 
 Event names (the ``events`` a notification URL can subscribe to): ``leaving_soon``, ``deletion.done``,
-``deletion.partial``, ``deletion.failed``, ``integration.down``, ``plex.unauthorized``, ``sync.refused``.
+``deletion.partial``, ``deletion.failed``, ``integration.down``, ``plex.unauthorized``, ``sync.refused``,
+``rule.report`` (what a ``notify`` rule selected when the daemon evaluated it).
 The builders below make the ones other modules send, so wording stays consistent.
 """
 
@@ -163,6 +164,21 @@ def sync_refused(server: str, message: str) -> Notification:
         f"`smartplexd sync --server {server} --allow-shrink`; otherwise check Plex's disks and mounts.",
         severity="warning",
         details={"server": server},
+    )
+
+
+def rule_report(rule: str, description: str, entries: Iterable[Any]) -> Notification:
+    """``rule.report``: what a ``notify`` rule selected (it never deletes anything)."""
+    rows = [e for e in entries if e.status == "selected"]
+    lines = [f"- {e.title} ({format_size(e.size)})" for e in rows[:50]]
+    if len(rows) > 50:
+        lines.append(f"... and {len(rows) - 50} more (smartplexd plan --rule {rule})")
+    total = sum(e.size for e in rows)
+    return Notification(
+        event="rule.report",
+        title=f"{rule}: {len(rows)} item{'s' if len(rows) != 1 else ''} ({format_size(total)})",
+        body=(description + "\n" if description else "") + "\n".join(lines),
+        details={"rule": rule, "count": len(rows), "bytes": total},
     )
 
 

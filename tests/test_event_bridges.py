@@ -87,3 +87,40 @@ def test_events_are_recorded_and_ids_continue_after_a_restart(tmp_path):
     assert restarted.publish("sync.finished", server="home").id == 6
     again.close()
     assert store.query_one("SELECT MAX(id) AS id FROM events")["id"] == 6
+
+
+def test_a_notify_rule_evaluated_by_the_daemon_sends_its_report(tmp_path):
+    from smartplexd.daemon import Daemon
+
+    receiver = Receiver()
+    try:
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "kept.yaml").write_text(
+            "name: kept-review\ndescription: What the keep label protects\n"
+            "when: {fact: plex.labels, contains: keep}\naction: {type: notify}\n"
+        )
+        (tmp_path / "config.yaml").write_text(
+            json.dumps(
+                {
+                    "database": "./db.sqlite",
+                    "rules": ["./rules"],
+                    "notifications": [{"url": receiver.url("/r"), "events": ["rule.report"]}],
+                }
+            )
+        )
+        store = open_store(tmp_path / "db.sqlite")
+        for i, labels in enumerate((["keep"], [], ["keep", "kids"]), start=1):
+            store.execute(
+                "INSERT INTO media_items (server, section_id, section_title, rating_key, type, title, size_bytes, "
+                "labels) VALUES ('home', '1', 'Movies', ?, 'movie', ?, 2000000000, ?)",
+                (str(i), f"Movie {i}", json.dumps(labels)),
+            )
+        daemon = Daemon(tmp_path / "config.yaml")
+        daemon.jobs()["rules"]("kept-review")
+        (report,) = receiver.received
+        assert report["title"] == "kept-review: 2 items (4.0 GB)"
+        assert "Movie 1" in report["message"] and "Movie 3" in report["message"] and "Movie 2" not in report["message"]
+        # a report, not a deletion: nothing was planned for deletion
+        assert store.query_one("SELECT COUNT(*) AS n FROM plan_items WHERE action != 'notify'")["n"] == 0
+    finally:
+        receiver.close()
