@@ -8,6 +8,8 @@ the facts the installed plugins really provide.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from smartplexd.rules.facts import FactRegistry, registry
 
 _INTRO = """\
@@ -113,10 +115,30 @@ def _facts_section(reg: FactRegistry) -> str:
     return "\n".join(lines)
 
 
+RECIPES = Path(__file__).resolve().parents[2] / "rules"
+"""The ready-made rule files of a source checkout (the container image copies them to /config/rules)."""
+
+
+def _recipes_section(folder: Path = RECIPES) -> str:
+    files = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not files:
+        return ""
+    lines = [
+        "## Recipes",
+        "",
+        "Each file in the repository's `rules/` folder is one commented recipe; copy it into your own rules",
+        "folder and adjust the numbers. Every recipe is validated by the test suite against the installed plugins.",
+    ]
+    for path in files:
+        lines += ["", f"### `rules/{path.name}`", "", "```yaml", path.read_text(encoding="utf-8").rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
 def render(reg: FactRegistry | None = None) -> str:
     """The whole ``docs/rules.md``."""
     reg = reg or registry()
-    return _INTRO + "\n" + _facts_section(reg) + "\n"
+    recipes = _recipes_section()
+    return _INTRO + "\n" + _facts_section(reg) + "\n" + ("\n" + recipes if recipes else "")
 
 
 if __name__ == "__main__":
