@@ -236,9 +236,12 @@ async def smartplexd_enrich(items: list[MediaItem], ctx: PluginContext) -> Enric
 async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx: PluginContext) -> list[CascadeTarget]:
     """One step for a movie or show Overseerr knows (requests are per movie or show, so deleting a
     season or an episode leaves them alone). Raises ServiceError when Overseerr cannot be asked: the
-    intent must not be written without knowing which requests would be left to re-download the item."""
+    intent must not be written without knowing which requests would be left to re-download the item.
+
+    Only a deletion touches Overseerr: an ``unmonitor`` action keeps the files, so the item must still read
+    as available there (resetting it would invite a request for something that is still in the library)."""
     config = _config(ctx)
-    if config is None or item.type not in ("movie", "show"):
+    if config is None or item.type not in ("movie", "show") or ctx.rule_action not in (None, "delete"):
         return []
     catalogue = await _catalogue(ctx, config)
     media = catalogue.find(item, matching.guids_for(item, ctx, {}))
