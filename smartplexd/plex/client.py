@@ -33,9 +33,9 @@ import httpx
 import requests
 import tenacity
 
-try:  # 2x faster than json.loads on listing pages (docs/plex-sync.md); optional, the stdlib parser is the fallback
+try:  # 2x faster than json.loads on listing pages (docs/plex-sync.md); the stdlib parser is the fallback
     from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is in every environment we ship, but nothing requires it
+except ImportError:  # pragma: no cover - orjson is optional (python-overseerr brings it along)
     _loads = json.loads
 
 from smartplexd import __version__
@@ -191,10 +191,10 @@ class PlexClient:
             raise _Transient(f"HTTP {response.status_code} {response.reason_phrase}", response.status_code)
         return response
 
-    def _get_container(self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False) -> Any:
-        """GET ``path`` as JSON and return its ``MediaContainer`` (``None`` for a 404 when ``allow_404``)."""
+    def _get_raw(self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False) -> bytes | None:
+        """GET ``path``: the body of a 200 (``None`` for a 404 when ``allow_404``), with the retry policy."""
 
-        def call() -> Any:
+        def call() -> bytes | None:
             response = self._send("GET", path, params)
             if response.status_code == 404 and allow_404:
                 return None
@@ -203,14 +203,20 @@ class PlexClient:
                     f"Plex server '{self.name}' answered {response.status_code} {response.reason_phrase} to GET {path}",
                     response.status_code,
                 )
-            try:
-                return _loads(response.content)["MediaContainer"]
-            except (ValueError, KeyError, TypeError):
-                raise PlexError(
-                    f"Plex server '{self.name}' sent something that is not Plex JSON for GET {path}"
-                ) from None
+            return response.content
 
         return self._retrying(f"GET {path}", call)
+
+    def _container(self, body: bytes, path: str) -> Any:
+        try:
+            return _loads(body)["MediaContainer"]
+        except (ValueError, KeyError, TypeError):
+            raise PlexError(f"Plex server '{self.name}' sent something that is not Plex JSON for GET {path}") from None
+
+    def _get_container(self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False) -> Any:
+        """GET ``path`` as JSON and return its ``MediaContainer`` (``None`` for a 404 when ``allow_404``)."""
+        body = self._get_raw(path, params, allow_404=allow_404)
+        return None if body is None else self._container(body, path)
 
     # ---- reading
 
@@ -224,13 +230,23 @@ class PlexClient:
 
     def fetch_page(self, section_id: str | int, type: str | int, start: int, size: int) -> Page:
         """One page of a section listing with GUIDs; ``size=0`` asks only for the total."""
+        return self.parse_page(self.fetch_page_body(section_id, type, start, size), section_id, start)
+
+    def fetch_page_body(self, section_id: str | int, type: str | int, start: int, size: int) -> bytes:
+        """The raw JSON body of :meth:`fetch_page` (the sync digests it before deciding to parse it)."""
         params = {
             "type": _type_id(type),
             "includeGuids": 1,
             "X-Plex-Container-Start": start,
             "X-Plex-Container-Size": size,
         }
-        container = self._get_container(f"/library/sections/{section_id}/all", params)
+        body = self._get_raw(f"/library/sections/{section_id}/all", params)
+        assert body is not None  # only a 404 with allow_404 gives None
+        return body
+
+    def parse_page(self, body: bytes, section_id: str | int, start: int) -> Page:
+        """A :meth:`fetch_page_body` as a :class:`Page` (:class:`PlexError` when it is not Plex JSON)."""
+        container = self._container(body, f"/library/sections/{section_id}/all")
         items = container.get("Metadata") or []
         total = container.get("totalSize")
         return Page(offset=start, total=int(total if total is not None else len(items)), items=items)

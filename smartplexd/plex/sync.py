@@ -332,6 +332,23 @@ class Listed(NamedTuple):
     """Rows built in advance (a library with no rows yet: every item will be written), else ``None``."""
     params: list[tuple[Any, ...]] | None = None
     """With ``rows``: each row's complete upsert parameters (sources, ``content_hash``, sync id included)."""
+    body_digest: str | None = None
+    """The digest of the response body this page was parsed from (for the page cache, ``sync_pages``)."""
+    start: int = 0
+    """The page's offset in its listing."""
+
+
+class CachedPage(NamedTuple):
+    """A listing page whose body has the digest of a page parsed before (``sync_pages``): what the writer
+    needs comes from that row; the body is parsed only when the page's items are not all unchanged."""
+
+    start: int
+    body: bytes
+    body_digest: str
+    total: int = 0
+    count: int = 0
+    page_json: str = "{}"
+    refs: tuple[str, ...] = ()
 
 
 _NO_DIGEST = "-"
@@ -343,6 +360,8 @@ def listed(
     *,
     digests: bool = True,
     build: tuple[str, str, str, int | None] | None = None,
+    body_digest: str | None = None,
+    start: int = 0,
 ) -> Listed:
     """Prepare a page for :meth:`_Writer.write` (the fetch threads call this, off the writer's thread).
 
@@ -372,7 +391,7 @@ def listed(
                 (server, *row, _sources(row), f"{row.content_hash()}.{fp}", sync_id)
                 for row, fp in zip(rows, fps, strict=True)
             ]
-    return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params)
+    return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params, body_digest, start)
 
 
 # The items of a page that are NOT unchanged: new, removed, deleted, or listed differently than when their
@@ -438,11 +457,23 @@ class _Writer:
                 return True
         return False
 
+    def _changed(self, page_json: str) -> dict[str, list[Any]]:
+        (found,) = self.store.conn.execute(_CHANGED_SQL, (page_json, self.server)).fetchone()
+        return {r[0]: r for r in _loads(found)}
+
+    def write_unchanged(self, page_json: str, refs: Iterable[str], n: int) -> bool:
+        """Record a page as seen and return True when every one of its ``n`` items is unchanged (see
+        :data:`_CHANGED_SQL`) and none is tombstoned; otherwise write nothing and return False."""
+        if self._changed(page_json) or (self.blocked and not self.blocked.isdisjoint(refs)):
+            return False
+        if self.seen_table and n:
+            self.store.conn.execute(_SEEN_SQL, (page_json,))
+        return True
+
     def write(self, page: Listed, section_id: str, section_title: str) -> tuple[dict[str, int], dict[str, str]]:
         """Write what changed. Returns the page's counts per outcome (:data:`OUTCOMES`) and the outcome of each
         item that was looked at individually (every item that is not unchanged-by-digest), by rating key."""
-        (found,) = self.store.conn.execute(_CHANGED_SQL, (page.page_json, self.server)).fetchone()
-        changed: dict[str, list[Any]] = {r[0]: r for r in _loads(found)}
+        changed = self._changed(page.page_json)
         blocked = self.blocked
         check_blocked = bool(blocked) and not blocked.isdisjoint(page.refs)
         n = len(page.items)
@@ -848,6 +879,8 @@ class _FullSync:
         self.server = srv.name
         self.lock_refreshed = time.monotonic()
         store.execute("CREATE TEMP TABLE IF NOT EXISTS sync_seen (rating_key TEXT PRIMARY KEY)")
+        # A database migrated before sync_pages existed works, without the page cache.
+        self.page_cache = store.query_one("SELECT 1 AS x FROM sqlite_master WHERE name = 'sync_pages'") is not None
         self.writer = _Writer(store, self.server, sync_id, seen_table=True)
 
     def _refresh_lock(self) -> None:
@@ -855,21 +888,56 @@ class _FullSync:
             self.lock.refresh()
             self.lock_refreshed = time.monotonic()
 
+    def _parse(
+        self, body: bytes, section_id: str, title: str, type_: str, start: int, build_rows: bool, body_digest: str
+    ) -> Listed:
+        page = self.client.parse_page(body, section_id, start)
+        items = [item for item in page.items if item.get("type") == type_]
+        build = (section_id, title, self.server, self.sync_id) if build_rows else None
+        return listed(page.total, items, build=build, body_digest=body_digest, start=start)
+
+    def _cached(self, page: CachedPage, section_id: str, title: str, type_: str, build_rows: bool) -> Any:
+        """Complete a :class:`CachedPage` from its ``sync_pages`` row (or parse it, if the row went away)."""
+        found = self.store.query_one(
+            "SELECT total, items, digests, refs FROM sync_pages WHERE server = ? AND section_id = ? AND type = ? "
+            "AND start = ? AND body_digest = ?",
+            (self.server, section_id, type_, page.start, page.body_digest),
+        )
+        if found is None:
+            return self._parse(page.body, section_id, title, type_, page.start, build_rows, page.body_digest)
+        return page._replace(
+            total=found["total"], count=found["items"], page_json=found["digests"], refs=tuple(_loads(found["refs"]))
+        )
+
     def _pages(
         self, pool: ThreadPoolExecutor, section_id: str, title: str, type_: str, total: int, build_rows: bool
-    ) -> Iterator[Listed]:
+    ) -> Iterator[Listed | CachedPage]:
         """The listing's pages in order, with up to ``pages_in_flight`` fetches outstanding."""
         size = self.srv.sync.page_size
-        client, server, sync_id = self.client, self.server, self.sync_id
+        client, server = self.client, self.server
+        known = (
+            {
+                r["start"]: r["body_digest"]
+                for r in self.store.query(
+                    "SELECT start, body_digest FROM sync_pages WHERE server = ? AND section_id = ? AND type = ? "
+                    "AND size = ?",
+                    (server, section_id, type_, size),
+                )
+            }
+            if self.page_cache
+            else {}
+        )
 
-        def fetch(offset: int) -> Listed:
+        def fetch(offset: int) -> Listed | CachedPage:
             # Runs in a worker: parsing and digests overlap with the main thread's SQLite work (which runs
             # without the GIL). Rows are built here only when every item is going to be written anyway.
-            page = client.fetch_page(section_id, type_, offset, size)
-            items = [item for item in page.items if item.get("type") == type_]
-            return listed(page.total, items, build=(section_id, title, server, sync_id) if build_rows else None)
+            body = client.fetch_page_body(section_id, type_, offset, size)
+            body_digest = hashlib.sha256(body).hexdigest()
+            if known.get(offset) == body_digest:
+                return CachedPage(offset, body, body_digest)
+            return self._parse(body, section_id, title, type_, offset, build_rows, body_digest)
 
-        pending: deque[Future[Listed]] = deque()
+        pending: deque[Future[Listed | CachedPage]] = deque()
         next_offset = 0
         known_total = total
         try:
@@ -880,6 +948,8 @@ class _FullSync:
                 if not pending:
                     return
                 page = pending.popleft().result()
+                if isinstance(page, CachedPage):
+                    page = self._cached(page, section_id, title, type_, build_rows)
                 # Items added while we page would shift past the planned end: keep going to the new end.
                 known_total = max(known_total, page.total)
                 yield page
@@ -912,11 +982,11 @@ class _FullSync:
                     for page in self._pages(pool, section_id, title, type_, totals[type_], build_rows):
                         if page.total != totals[type_]:
                             consistent = False
-                        n = len(page.items)
+                        n = page.count if isinstance(page, CachedPage) else len(page.items)
                         received += n
                         batch.open()
                         try:
-                            page_counts, _ = self.writer.write(page, section_id, title)
+                            page_counts = self._write(page, section_id, title, type_, build_rows, n)
                         except BaseException as exc:
                             batch.close(exc)
                             raise
@@ -954,6 +1024,34 @@ class _FullSync:
             "sweep": sweep,
             "note": note,
         }
+
+    def _write(
+        self, page: Listed | CachedPage, section_id: str, title: str, type_: str, build_rows: bool, n: int
+    ) -> dict[str, int]:
+        """Write one page (inside the batch transaction) and remember what a newly parsed page held."""
+        if isinstance(page, CachedPage):
+            if self.writer.write_unchanged(page.page_json, page.refs, n):
+                return {"unchanged": n}
+            page = self._parse(page.body, section_id, title, type_, page.start, build_rows, page.body_digest)
+        counts, _ = self.writer.write(page, section_id, title)
+        if self.page_cache and page.body_digest is not None:
+            self.store.execute(
+                "INSERT OR REPLACE INTO sync_pages (server, section_id, type, start, size, body_digest, total, "
+                "items, digests, refs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.server,
+                    section_id,
+                    type_,
+                    page.start,
+                    self.srv.sync.page_size,
+                    page.body_digest,
+                    page.total,
+                    len(page.items),
+                    page.page_json,
+                    _dumps(sorted(page.refs)).decode(),
+                ),
+            )
+        return counts
 
     def _sweep(self, section_id: str, title: str, consistent: bool) -> tuple[str, str | None, int]:
         """Mark rows Plex no longer lists as removed, unless that looks like an outage. (status, note, n)."""

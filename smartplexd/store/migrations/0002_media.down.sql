@@ -1,4 +1,5 @@
 DROP TABLE integration_health;
+DROP TABLE sync_pages;
 DROP INDEX sync_events_server;
 DROP TABLE sync_events;
 DROP TABLE item_facts;

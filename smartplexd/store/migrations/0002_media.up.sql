@@ -81,6 +81,23 @@ CREATE TABLE sync_events (
 );
 CREATE INDEX sync_events_server ON sync_events (server, started_at);
 
+-- What a full sync learned from each listing page it parsed (smartplexd/plex/sync.py): when Plex sends a
+-- page with the same body digest again, its items are checked against media_items without parsing it.
+-- A pure cache: any row may be deleted at any time.
+CREATE TABLE sync_pages (
+    server TEXT NOT NULL,
+    section_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    body_digest TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    items INTEGER NOT NULL,
+    digests TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    PRIMARY KEY (server, section_id, type, start)
+);
+
 CREATE TABLE integration_health (
     name TEXT PRIMARY KEY,
     plugin TEXT NOT NULL,
