@@ -1,4 +1,5 @@
-"""What the Sonarr and Radarr plugins share: config base, catalogue fetch, multi-instance merge, health.
+"""What the Sonarr and Radarr plugins share: config, catalogue fetch, multi-instance merge, health,
+cascade and restore plumbing, and the Connect webhook event types.
 
 Both services run the same "Servarr" code base and API (``/api/v3``, ``X-Api-Key``), and both can be
 configured several times (a 4K Radarr next to the normal one). Conventions for several instances:
@@ -27,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from smartplexd.config import ServiceConfig
-from smartplexd.model import Health, HealthResult, PluginContext, StepResult, StepStatus
+from smartplexd.model import Health, HealthResult, PluginContext, RestoreResult, StepResult, StepStatus
 from smartplexd_plugins.matching import epoch
 from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
 
@@ -265,9 +266,86 @@ async def delete_or_gone(c: ServiceClient, path: str, params: dict[str, Any] | N
     return True
 
 
+async def find_resource(
+    c: ServiceClient, path: str, resource_id: Any, guid_field: str, guid: Any
+) -> dict[str, Any] | None:
+    """The movie or series a step is about: ``GET path/{resource_id}`` checked against its GUID (an id
+    that now names another item means ours is gone), or, when no id was resolved, ``GET path?guid_field=``.
+    """
+    if resource_id:
+        resource = await get_or_none(c, f"{path}/{resource_id}")
+        if resource is not None and guid and resource.get(guid_field) != guid:
+            return None  # the id now names another item: ours is gone
+        return resource
+    if guid:
+        found = await c.get_json(path, {guid_field: guid})
+        return found[0] if found else None
+    return None
+
+
 def already_added(exc: ServiceError) -> bool:
     """Servarr's validation failure for an add of something it already holds."""
     return exc.status == 400 and "already been added" in exc.detail
+
+
+async def add_or_held(c: ServiceClient, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """``POST path`` (an add); the added resource, or None when the instance already holds it."""
+    try:
+        return (await c.request("POST", path, json=body)).json()
+    except ServiceError as exc:
+        if already_added(exc):
+            return None
+        raise
+
+
+# ------------------------------------------------------------------------------------------- restore
+
+
+async def run_restore(
+    instance: ArrConfig | None,
+    target_name: str,
+    guid: Any,
+    no_guid: str,
+    restore: Callable[[ServiceClient], Awaitable[RestoreResult]],
+) -> RestoreResult:
+    """Run ``restore`` with a client for ``instance``; not configured, no recorded GUID (``no_guid`` says
+    what to do) or a ServiceError become a failed RestoreResult with that message."""
+    if instance is None:
+        return RestoreResult(target_name, False, f"{target_name} is no longer configured")
+    if not guid:
+        return RestoreResult(target_name, False, no_guid)
+    try:
+        async with client(instance) as c:
+            return await restore(c)
+    except ServiceError as exc:
+        return RestoreResult(target_name, False, str(exc))
+
+
+# ------------------------------------------------------------------------------------------- webhook
+
+
+def webhook_event(kind: str, payload: dict[str, Any], item_delete: str, file_delete: str) -> tuple[str, dict[str, Any]]:
+    """Our event type for a Servarr Connect webhook ``eventType`` and its deletion details.
+
+    Test = ``test``, Download = ``item.added``, ``item_delete`` (MovieDelete, SeriesDelete) or
+    ``file_delete`` (MovieFileDelete, EpisodeFileDelete) that is not an upgrade = ``item.deleted_upstream``,
+    anything else ``unknown``. The details are ``deleted_files`` for ``item_delete`` and ``delete_reason``
+    for ``file_delete``.
+    """
+    if kind == "Test":
+        etype = "test"
+    elif kind == "Download":
+        etype = "item.added"
+    elif kind == item_delete or (kind == file_delete and payload.get("deleteReason") != "upgrade"):
+        etype = "item.deleted_upstream"
+    else:
+        etype = "unknown"
+    details: dict[str, Any] = {}
+    if kind == item_delete:
+        details["deleted_files"] = bool(payload.get("deletedFiles"))
+    if kind == file_delete:
+        details["delete_reason"] = payload.get("deleteReason")
+    return etype, details
 
 
 def api_bool(value: bool) -> str:

@@ -37,7 +37,7 @@ from smartplexd.plugins import hookimpl
 from smartplexd_plugins import arr_common
 from smartplexd_plugins.arr_common import ArrConfig, Catalogue
 from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
+from smartplexd_plugins.servicehttp import ServiceClient
 
 PLUGIN = "radarr"
 ORDER = 20
@@ -171,16 +171,7 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
 
 async def _find_movie(c: ServiceClient, data: dict[str, Any]) -> dict[str, Any] | None:
     """The movie the step is about, by id (checked against its tmdb id) or, unresolved, by tmdb id."""
-    movie_id = data.get("movie_id")
-    if movie_id:
-        movie = await arr_common.get_or_none(c, f"/movie/{movie_id}")
-        if movie is not None and data.get("tmdb_id") and movie.get("tmdbId") != data["tmdb_id"]:
-            return None  # the id now names another movie: ours is gone
-        return movie
-    if data.get("tmdb_id"):
-        movies = await c.get_json("/movie", {"tmdbId": data["tmdb_id"]})
-        return movies[0] if movies else None
-    return None
+    return await arr_common.find_resource(c, "/movie", data.get("movie_id"), "tmdbId", data.get("tmdb_id"))
 
 
 @hookimpl
@@ -230,44 +221,38 @@ async def smartplexd_restore(
     instance = arr_common.find_instance(_instances(ctx), target.target)
     snap = target.data.get("snapshot") or {}
     tmdb_id = snap.get("tmdbId") or target.data.get("tmdb_id")
-    if instance is None:
-        return RestoreResult(target.target, False, f"{target.target} is no longer configured")
-    if not tmdb_id:
-        return RestoreResult(target.target, False, "no tmdb id was recorded for this movie; add it in Radarr by hand")
-    try:
-        async with arr_common.client(instance) as c:
-            if target.action == "unmonitor":
-                movie = await _find_movie(c, {"movie_id": target.data.get("movie_id"), "tmdb_id": tmdb_id})
-                if movie is None:
-                    return RestoreResult(target.target, False, f"{target.target} no longer has tmdb {tmdb_id}")
-                await c.request("PUT", f"/movie/{movie['id']}", json={**movie, "monitored": True})
-                await c.request("POST", "/command", json={"name": "MoviesSearch", "movieIds": [movie["id"]]})
-                return RestoreResult(target.target, True, f"monitoring {movie['title']} again and searching")
-            body = {
-                "tmdbId": tmdb_id,
-                "title": snap.get("title") or target.data.get("title"),
-                "year": snap.get("year"),
-                "qualityProfileId": snap.get("qualityProfileId"),
-                "rootFolderPath": snap.get("rootFolderPath"),
-                "monitored": True,
-                "minimumAvailability": snap.get("minimumAvailability") or "released",
-                "tags": snap.get("tags") or [],
-                "addOptions": {"searchForMovie": True},
-            }
-            try:
-                added = (await c.request("POST", "/movie", json=body)).json()
-            except ServiceError as exc:
-                if arr_common.already_added(exc):
-                    return RestoreResult(target.target, True, f"tmdb {tmdb_id} is already in {target.target}")
-                raise
-    except ServiceError as exc:
-        return RestoreResult(target.target, False, str(exc))
-    return RestoreResult(
-        target.target,
-        True,
-        f"re-added {added.get('title')} to {target.target} (monitored, search started)",
-        details={"movie_id": added.get("id")},
-    )
+
+    async def restore(c: ServiceClient) -> RestoreResult:
+        if target.action == "unmonitor":
+            movie = await _find_movie(c, {"movie_id": target.data.get("movie_id"), "tmdb_id": tmdb_id})
+            if movie is None:
+                return RestoreResult(target.target, False, f"{target.target} no longer has tmdb {tmdb_id}")
+            await c.request("PUT", f"/movie/{movie['id']}", json={**movie, "monitored": True})
+            await c.request("POST", "/command", json={"name": "MoviesSearch", "movieIds": [movie["id"]]})
+            return RestoreResult(target.target, True, f"monitoring {movie['title']} again and searching")
+        body = {
+            "tmdbId": tmdb_id,
+            "title": snap.get("title") or target.data.get("title"),
+            "year": snap.get("year"),
+            "qualityProfileId": snap.get("qualityProfileId"),
+            "rootFolderPath": snap.get("rootFolderPath"),
+            "monitored": True,
+            "minimumAvailability": snap.get("minimumAvailability") or "released",
+            "tags": snap.get("tags") or [],
+            "addOptions": {"searchForMovie": True},
+        }
+        added = await arr_common.add_or_held(c, "/movie", body)
+        if added is None:
+            return RestoreResult(target.target, True, f"tmdb {tmdb_id} is already in {target.target}")
+        return RestoreResult(
+            target.target,
+            True,
+            f"re-added {added.get('title')} to {target.target} (monitored, search started)",
+            details={"movie_id": added.get("id")},
+        )
+
+    no_tmdb = "no tmdb id was recorded for this movie; add it in Radarr by hand"
+    return await arr_common.run_restore(instance, target.target, tmdb_id, no_tmdb, restore)
 
 
 # ----------------------------------------------------------------------------------------- health
@@ -289,19 +274,9 @@ def smartplexd_webhook(source: str, payload: dict[str, Any], ctx: PluginContext)
         return None
     kind = str(payload.get("eventType") or "")
     movie = payload.get("movie") if isinstance(payload.get("movie"), dict) else {}
-    if kind == "Test":
-        etype = "test"
-    elif kind == "Download":
-        etype = "item.added"
-    elif kind == "MovieDelete" or (kind == "MovieFileDelete" and payload.get("deleteReason") != "upgrade"):
-        etype = "item.deleted_upstream"
-    else:
-        etype = "unknown"
+    etype, deletion = arr_common.webhook_event(kind, payload, "MovieDelete", "MovieFileDelete")
     details: dict[str, Any] = {"event_type": kind, "instance": payload.get("instanceName"), "title": movie.get("title")}
-    if kind == "MovieDelete":
-        details["deleted_files"] = bool(payload.get("deletedFiles"))
-    if kind == "MovieFileDelete":
-        details["delete_reason"] = payload.get("deleteReason")
+    details.update(deletion)
     if isinstance(payload.get("movieFile"), dict):
         details["file"] = payload["movieFile"].get("path")
         details["size"] = payload["movieFile"].get("size")

@@ -269,16 +269,8 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
 
 
 async def _find_series(c: ServiceClient, data: dict[str, Any]) -> dict[str, Any] | None:
-    series_id = data.get("series_id")
-    if series_id:
-        series = await arr_common.get_or_none(c, f"/series/{series_id}")
-        if series is not None and data.get("tvdb_id") and series.get("tvdbId") != data["tvdb_id"]:
-            return None  # the id now names another series: ours is gone
-        return series
-    if data.get("tvdb_id"):
-        found = await c.get_json("/series", {"tvdbId": data["tvdb_id"]})
-        return found[0] if found else None
-    return None
+    """The series the step is about, by id (checked against its tvdb id) or, unresolved, by tvdb id."""
+    return await arr_common.find_resource(c, "/series", data.get("series_id"), "tvdbId", data.get("tvdb_id"))
 
 
 async def _delete_episodes(c: ServiceClient, series: dict[str, Any], target: CascadeTarget) -> StepResult:
@@ -363,55 +355,48 @@ async def smartplexd_restore(
     data = target.data
     snap = data.get("snapshot") or {}
     tvdb_id = snap.get("tvdbId") or data.get("tvdb_id")
-    if instance is None:
-        return RestoreResult(target.target, False, f"{target.target} is no longer configured")
-    if not tvdb_id:
-        return RestoreResult(target.target, False, "no tvdb id was recorded for this series; add it in Sonarr by hand")
-    try:
-        async with arr_common.client(instance) as c:
-            if target.action != "delete":
-                series = await _find_series(c, {"series_id": data.get("series_id"), "tvdb_id": tvdb_id})
-                if series is None:
-                    return RestoreResult(target.target, False, f"{target.target} no longer has tvdb {tvdb_id}")
-                if target.action == "unmonitor":
-                    await c.request("PUT", f"/series/{series['id']}", json={**series, "monitored": True})
-                    await c.request("POST", "/command", json={"name": "SeriesSearch", "seriesId": series["id"]})
-                    return RestoreResult(target.target, True, f"monitoring {series['title']} again and searching")
-                ids = data.get("episode_ids") or [
-                    e["id"]
-                    for e in await _episodes(c, series["id"], data.get("season_number"), data.get("episode_number"))
-                ]
-                await c.request("PUT", "/episode/monitor", json={"episodeIds": ids, "monitored": True})
-                await c.request("POST", "/command", json={"name": "EpisodeSearch", "episodeIds": ids})
-                return RestoreResult(
-                    target.target, True, f"monitoring {len(ids)} episode(s) of {series['title']} again and searching"
-                )
-            body = {
-                "tvdbId": tvdb_id,
-                "title": snap.get("title") or data.get("title"),
-                "year": snap.get("year"),
-                "qualityProfileId": snap.get("qualityProfileId"),
-                "rootFolderPath": snap.get("rootFolderPath"),
-                "monitored": True,
-                "seasonFolder": snap.get("seasonFolder", True),
-                "seriesType": snap.get("seriesType") or "standard",
-                "tags": snap.get("tags") or [],
-                "addOptions": {"monitor": "all", "searchForMissingEpisodes": True},
-            }
-            try:
-                added = (await c.request("POST", "/series", json=body)).json()
-            except ServiceError as exc:
-                if arr_common.already_added(exc):
-                    return RestoreResult(target.target, True, f"tvdb {tvdb_id} is already in {target.target}")
-                raise
-    except ServiceError as exc:
-        return RestoreResult(target.target, False, str(exc))
-    return RestoreResult(
-        target.target,
-        True,
-        f"re-added {added.get('title')} to {target.target} (monitored, searching for missing episodes)",
-        details={"series_id": added.get("id")},
-    )
+
+    async def restore(c: ServiceClient) -> RestoreResult:
+        if target.action != "delete":
+            series = await _find_series(c, {"series_id": data.get("series_id"), "tvdb_id": tvdb_id})
+            if series is None:
+                return RestoreResult(target.target, False, f"{target.target} no longer has tvdb {tvdb_id}")
+            if target.action == "unmonitor":
+                await c.request("PUT", f"/series/{series['id']}", json={**series, "monitored": True})
+                await c.request("POST", "/command", json={"name": "SeriesSearch", "seriesId": series["id"]})
+                return RestoreResult(target.target, True, f"monitoring {series['title']} again and searching")
+            ids = data.get("episode_ids") or [
+                e["id"] for e in await _episodes(c, series["id"], data.get("season_number"), data.get("episode_number"))
+            ]
+            await c.request("PUT", "/episode/monitor", json={"episodeIds": ids, "monitored": True})
+            await c.request("POST", "/command", json={"name": "EpisodeSearch", "episodeIds": ids})
+            return RestoreResult(
+                target.target, True, f"monitoring {len(ids)} episode(s) of {series['title']} again and searching"
+            )
+        body = {
+            "tvdbId": tvdb_id,
+            "title": snap.get("title") or data.get("title"),
+            "year": snap.get("year"),
+            "qualityProfileId": snap.get("qualityProfileId"),
+            "rootFolderPath": snap.get("rootFolderPath"),
+            "monitored": True,
+            "seasonFolder": snap.get("seasonFolder", True),
+            "seriesType": snap.get("seriesType") or "standard",
+            "tags": snap.get("tags") or [],
+            "addOptions": {"monitor": "all", "searchForMissingEpisodes": True},
+        }
+        added = await arr_common.add_or_held(c, "/series", body)
+        if added is None:
+            return RestoreResult(target.target, True, f"tvdb {tvdb_id} is already in {target.target}")
+        return RestoreResult(
+            target.target,
+            True,
+            f"re-added {added.get('title')} to {target.target} (monitored, searching for missing episodes)",
+            details={"series_id": added.get("id")},
+        )
+
+    no_tvdb = "no tvdb id was recorded for this series; add it in Sonarr by hand"
+    return await arr_common.run_restore(instance, target.target, tvdb_id, no_tvdb, restore)
 
 
 # ----------------------------------------------------------------------------------------- health
@@ -434,24 +419,14 @@ def smartplexd_webhook(source: str, payload: dict[str, Any], ctx: PluginContext)
     kind = str(payload.get("eventType") or "")
     series = payload.get("series") if isinstance(payload.get("series"), dict) else {}
     episodes = [e for e in payload.get("episodes") or [] if isinstance(e, dict)]
-    if kind == "Test":
-        etype = "test"
-    elif kind == "Download":
-        etype = "item.added"
-    elif kind == "SeriesDelete" or (kind == "EpisodeFileDelete" and payload.get("deleteReason") != "upgrade"):
-        etype = "item.deleted_upstream"
-    else:
-        etype = "unknown"
+    etype, deletion = arr_common.webhook_event(kind, payload, "SeriesDelete", "EpisodeFileDelete")
     details: dict[str, Any] = {
         "event_type": kind,
         "instance": payload.get("instanceName"),
         "title": series.get("title"),
         "episodes": [{"season": e.get("seasonNumber"), "episode": e.get("episodeNumber")} for e in episodes],
     }
-    if kind == "SeriesDelete":
-        details["deleted_files"] = bool(payload.get("deletedFiles"))
-    if kind == "EpisodeFileDelete":
-        details["delete_reason"] = payload.get("deleteReason")
+    details.update(deletion)
     if kind == "Health":
         details["message"] = payload.get("message")
         details["level"] = payload.get("level")
