@@ -973,6 +973,9 @@ class _FullSync:
             )
             is None
         )
+        # ... and nothing can be swept afterwards (every active row of the library is one this sync wrote, or
+        # one a concurrent one-item sync just fetched from Plex), so the seen keys need not be recorded.
+        self.writer.seen_table = not build_rows
         consistent = True
         batch = _Batch(self.store)
         with ThreadPoolExecutor(self.srv.sync.pages_in_flight, thread_name_prefix=f"plex-{self.server}") as pool:
@@ -1009,7 +1012,10 @@ class _FullSync:
                 batch.close()
         if progress.done != total or progress.last == 0.0:
             progress.publish()
-        sweep, note, removed = self._sweep(section_id, title, consistent)
+        if build_rows:
+            sweep, note, removed = "done", None, 0
+        else:
+            sweep, note, removed = self._sweep(section_id, title, consistent)
         if kind == "show":
             # Always, even when nothing was written now: an interrupted sync may have left sizes unrolled.
             _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
