@@ -6,10 +6,16 @@ Runs the simulated Plex in its own process (``python -m smartplexd.demo.plex``) 
 fresh child process, so each child's peak RSS (``ru_maxrss``) is that job's own:
 
 * a plain paged fetch of the same listings (httpx + ``json.loads``, the same page size and pages in flight,
-  no database) — the floor a sync cannot beat; run twice, the faster counts;
+  no database) — the issue's baseline; and the same fetch parsed with orjson, the parser the sync uses;
 * a full sync of every item into a new SQLite file [≥ 2,000 items/s, peak RSS < 250 MB,
   sync/fetch ≤ 2.0];
-* a re-sync with no changes [≥ 2x faster than the full sync];
+* a re-sync with no changes [≥ 2x faster than the full sync] — Plex sends every page byte for byte again,
+  so the page cache (``sync_pages``) answers;
+* the same re-sync with the page cache emptied first: every item takes the per-item path, as after a change
+  that shifts every page of a listing (one new item whose title sorts first).
+
+Each round runs every job once, in that order, against the same simulator process; the median of the rounds
+counts. The load average before and after is printed (the machines are shared).
 * python-plexapi's ``section.all()`` over the movie library, against our fetch of the same listing, to show
   why listings are paged directly.
 
@@ -20,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +47,8 @@ TOKEN = "bench-plex-token-5f1e0c2b"
 NOW = 1_700_000_000
 PAGE_SIZE = 500
 PAGES_IN_FLIGHT = 4
-RUNS = 2
-"""Each measurement runs this many times; the fastest run counts (the machines are shared and noisy)."""
+RUNS = 3
+"""Rounds of every measurement; the median counts (the machines are shared and noisy)."""
 TYPES = {"1": (1,), "2": (2, 3, 4)}  # the listings a full sync reads, per section
 
 
@@ -51,8 +59,14 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------- child jobs
 
 
-def child_fetch(url: str, sections: list[str]) -> dict[str, Any]:
-    """Page through the same listings a sync reads: httpx + json parse, nothing else."""
+def child_fetch(url: str, sections: list[str], parser: str = "json") -> dict[str, Any]:
+    """Page through the same listings a sync reads: httpx + json parse (``json`` or ``orjson``), nothing else."""
+    if parser == "orjson":
+        import orjson
+
+        loads = orjson.loads
+    else:
+        loads = json.loads
     headers = {"X-Plex-Token": TOKEN, "Accept": "application/json"}
     items = 0
     started, cpu = time.perf_counter(), time.process_time()
@@ -67,7 +81,7 @@ def child_fetch(url: str, sections: list[str]) -> dict[str, Any]:
             }
             response = client.get(f"/library/sections/{section}/all", params=params)
             response.raise_for_status()
-            return json.loads(response.content)["MediaContainer"]
+            return loads(response.content)["MediaContainer"]
 
         for section in sections:
             for type_id in TYPES[section]:
@@ -84,13 +98,15 @@ def child_fetch(url: str, sections: list[str]) -> dict[str, Any]:
     }
 
 
-def child_sync(config_path: str) -> dict[str, Any]:
+def child_sync(config_path: str, forget_pages: bool = False) -> dict[str, Any]:
     from smartplexd.config import load_config
     from smartplexd.plex.sync import sync_server
     from smartplexd.store import open_store
 
     config = load_config(config_path)
     store = open_store(config.database_path)
+    if forget_pages:
+        store.execute("DELETE FROM sync_pages")
     started, cpu = time.perf_counter(), time.process_time()
     result = sync_server(config, store, "bench")
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -184,9 +200,14 @@ def main() -> None:
         job, *rest = args.child
         result = {
             "fetch": lambda: child_fetch(rest[0], ["1", "2"]),
+            "fetch-orjson": lambda: child_fetch(rest[0], ["1", "2"], "orjson"),
             "fetch-movies": lambda: child_fetch(rest[0], ["1"]),
         }
-        result |= {"sync": lambda: child_sync(rest[0]), "plexapi": lambda: child_plexapi(rest[0])}
+        result |= {
+            "sync": lambda: child_sync(rest[0]),
+            "sync-no-page-cache": lambda: child_sync(rest[0], forget_pages=True),
+            "plexapi": lambda: child_plexapi(rest[0]),
+        }
         print(json.dumps(result[job]()))
         return
 
@@ -202,19 +223,25 @@ def main() -> None:
             print(f"simulated Plex at {url} with {items:,} items", file=sys.stderr)
             cold = run_child("fetch", url)  # the simulator renders and caches each item on first request
             print(f"cold fetch {cold['seconds']:.2f} s", file=sys.stderr)
-            fetches, fulls, agains = [], [], []
+            load_before = os.getloadavg()
+            fetches, orjsons, fulls, agains, percolds = [], [], [], [], []
             for attempt in range(RUNS):
                 fetches.append(run_child("fetch", url))
+                orjsons.append(run_child("fetch-orjson", url))
                 db = Path(tmp) / f"bench{attempt}.db"
                 config = Path(tmp) / f"config{attempt}.yaml"
                 config.write_text(config_text.replace("DATABASE", str(db)))
                 fulls.append(run_child("sync", str(config)))
                 agains.append(run_child("sync", str(config)))
+                percolds.append(run_child("sync-no-page-cache", str(config)))
                 print(
-                    f"run {attempt + 1}: fetch {fetches[-1]['seconds']:.2f} s, full sync {fulls[-1]['seconds']:.2f} s "
-                    f"{fulls[-1]['status']}, re-sync {agains[-1]['seconds']:.2f} s {agains[-1]['status']}",
+                    f"run {attempt + 1}: fetch {fetches[-1]['seconds']:.2f} s (orjson {orjsons[-1]['seconds']:.2f} s), "
+                    f"full sync {fulls[-1]['seconds']:.2f} s {fulls[-1]['status']}, "
+                    f"re-sync {agains[-1]['seconds']:.2f} s {agains[-1]['status']}, "
+                    f"without page cache {percolds[-1]['seconds']:.2f} s",
                     file=sys.stderr,
                 )
+            load_after = os.getloadavg()
             db_mb = sum(p.stat().st_size for p in Path(tmp).glob("bench0.db*")) / 1_048_576
             movies_fetch = min((run_child("fetch-movies", url) for _ in range(2)), key=lambda r: r["seconds"])
             plexapi = run_child("plexapi", url)
@@ -226,18 +253,22 @@ def main() -> None:
 
     for r in fulls:
         assert r["status"] == "ok" and r["counts"]["added"] == items, r
-    for r in agains:
+    for r in agains + percolds:
         assert r["status"] == "ok" and r["counts"]["unchanged"] == items, r
 
-    def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        return min(runs, key=lambda r: r["seconds"])
+    def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The run with the median wall time, its CPU time replaced by the median CPU time."""
+        run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        return {**run, "cpu": statistics.median(r["cpu"] for r in runs)}
 
-    fetch, full, again = fastest(fetches), fastest(fulls), fastest(agains)
+    fetch, ofetch, full, again, percold = (median(r) for r in (fetches, orjsons, fulls, agains, percolds))
     rate = items / full["seconds"]
     ratio, cpu_ratio = full["seconds"] / fetch["seconds"], full["cpu"] / fetch["cpu"]
+    oratio, ocpu_ratio = full["seconds"] / ofetch["seconds"], full["cpu"] / ofetch["cpu"]
     speedup, cpu_speedup = full["seconds"] / again["seconds"], full["cpu"] / again["cpu"]
+    cold_speedup = full["seconds"] / percold["seconds"]
     plexapi_ratio = plexapi["seconds"] / movies_fetch["seconds"]
-    peak = max(r["peak_rss_mb"] for r in fulls + agains)
+    peak = max(r["peak_rss_mb"] for r in fulls + agains + percolds)
 
     def mark(ok: bool) -> str:
         return "met" if ok else "**missed**"
@@ -245,41 +276,46 @@ def main() -> None:
     def runs(rs: list[dict[str, Any]]) -> str:
         return " / ".join(f"{r['seconds']:.2f}" for r in rs)
 
+    def row(label: str, r: dict[str, Any], runs_: list[dict[str, Any]], target: str, verdict: str) -> list[str]:
+        return [
+            label,
+            f"{r['seconds']:.2f} s",
+            runs(runs_),
+            f"{r['cpu']:.2f}",
+            f"{items / r['seconds']:,.0f}",
+            f"{r['peak_rss_mb']:.0f} MB",
+            target,
+            verdict,
+        ]
+
     rows = [
-        ["measurement", "wall (fastest)", "all runs, s", "CPU s", "items/s", "peak RSS", "target", ""],
+        ["measurement", "wall (median)", "all runs, s", "CPU s", "items/s", "peak RSS", "target", ""],
         ["---", "---:", "---:", "---:", "---:", "---:", "---", "---"],
-        [
-            "plain paged fetch (httpx + json, no database)",
-            f"{fetch['seconds']:.2f} s",
-            runs(fetches),
-            f"{fetch['cpu']:.2f}",
-            f"{items / fetch['seconds']:,.0f}",
-            f"{fetch['peak_rss_mb']:.0f} MB",
-            "baseline",
-            "",
-        ],
-        [
+        row("plain paged fetch (httpx + json.loads, no database)", fetch, fetches, "baseline", ""),
+        row("plain paged fetch parsed with orjson (the sync's parser)", ofetch, orjsons, "", ""),
+        row(
             "full sync into an empty database",
-            f"{full['seconds']:.2f} s",
-            runs(fulls),
-            f"{full['cpu']:.2f}",
-            f"{rate:,.0f}",
-            f"{full['peak_rss_mb']:.0f} MB",
+            full,
+            fulls,
             ">= 2,000/s, < 250 MB",
             mark(rate >= 2000 and peak < 250),
-        ],
-        [
+        ),
+        row(
             "re-sync, nothing changed",
-            f"{again['seconds']:.2f} s",
-            runs(agains),
-            f"{again['cpu']:.2f}",
-            f"{items / again['seconds']:,.0f}",
-            f"{again['peak_rss_mb']:.0f} MB",
+            again,
+            agains,
             ">= 2x faster than the full sync",
             f"{mark(speedup >= 2)} ({speedup:.2f}x wall, {cpu_speedup:.2f}x CPU)",
-        ],
+        ),
+        row(
+            "re-sync, nothing changed, page cache emptied (per-item path)",
+            percold,
+            percolds,
+            "(not a target)",
+            f"{cold_speedup:.2f}x faster than the full sync",
+        ),
         [
-            "**sync / fetch time ratio**",
+            "**full sync / fetch time ratio**",
             f"{ratio:.2f}",
             "",
             f"{cpu_ratio:.2f}",
@@ -288,6 +324,16 @@ def main() -> None:
             "<= 2.0",
             mark(ratio <= 2.0),
         ],
+        [
+            "full sync / orjson fetch time ratio",
+            f"{oratio:.2f}",
+            "",
+            f"{ocpu_ratio:.2f}",
+            "",
+            "",
+            "(same parser on both sides)",
+            "",
+        ],
     ]
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
     body = f"""
@@ -295,8 +341,11 @@ Library: {args.movies:,} movies + {args.shows:,} shows x {args.seasons} seasons 
 **{items:,} items**, simulated Plex in its own process on 127.0.0.1 (`python -m smartplexd.demo.plex`), page
 size {PAGE_SIZE}, {PAGES_IN_FLIGHT} pages in flight. Each job ran in a fresh child process; RSS is that child's peak
 (`ru_maxrss`). The simulator caches rendered items, so one unmeasured fetch warmed it first
-(cold: {cold["seconds"]:.2f} s). Every measurement ran {RUNS} times (fetch, full sync into a new database,
-re-sync) and the fastest run counts; "CPU s" is the child's own CPU time (less sensitive to other load).
+(cold: {cold["seconds"]:.2f} s). {RUNS} rounds, each running every job once against the same simulator
+(fetch, orjson fetch, full sync into a new database, re-sync, re-sync without the page cache); the median
+counts; "CPU s" is the child's own CPU time (median; less sensitive to other load, but it adds up the fetch
+threads). Load average (1/5/15 min) before: {" / ".join(f"{x:.2f}" for x in load_before)}, after:
+{" / ".join(f"{x:.2f}" for x in load_after)}.
 
 {table}
 
