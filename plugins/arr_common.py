@@ -30,7 +30,7 @@ from pydantic import Field
 from smartplexd.config import ServiceConfig
 from smartplexd.model import Health, HealthResult, PluginContext, RestoreResult, StepResult, StepStatus
 from smartplexd_plugins.matching import epoch
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError, once_per_run
 
 
 class ArrConfig(ServiceConfig):
@@ -124,12 +124,10 @@ async def catalogues(
 
     async def one(instance: ArrConfig) -> Catalogue | ServiceError:
         key = f"{plugin}:{instance.name}:catalogue"
-        if key not in ctx.cache:
-            try:
-                ctx.cache[key] = await fetch_catalogue(instance, resource_path, keys)
-            except ServiceError as exc:
-                ctx.cache[key] = exc
-        return ctx.cache[key]
+        try:
+            return await once_per_run(ctx, key, lambda: fetch_catalogue(instance, resource_path, keys))
+        except ServiceError as exc:
+            return exc
 
     results = await asyncio.gather(*(one(i) for i in instances))
     return [r for r in results if isinstance(r, Catalogue)], [r for r in results if isinstance(r, ServiceError)]
@@ -188,7 +186,7 @@ async def health(instance: ArrConfig, plugin: str) -> HealthResult:
         try:
             status, latency = await c.timed("GET", "/system/status")
         except ServiceError as exc:
-            return HealthResult(instance.name, plugin, _health_status(exc), error=str(exc))
+            return HealthResult(instance.name, plugin, exc.health, error=str(exc))
         result = HealthResult(
             instance.name,
             plugin,
@@ -199,7 +197,7 @@ async def health(instance: ArrConfig, plugin: str) -> HealthResult:
         try:
             disks, checks = await asyncio.gather(c.get_json("/diskspace"), c.get_json("/health"))
         except ServiceError as exc:
-            result.status = _health_status(exc) if exc.unauthorized else Health.ERROR
+            result.status = exc.health if exc.unauthorized else Health.ERROR
             result.error = str(exc)
             return result
     result.details = {
@@ -215,14 +213,6 @@ async def health(instance: ArrConfig, plugin: str) -> HealthResult:
         ],
     }
     return result
-
-
-def _health_status(exc: ServiceError) -> Health:
-    if exc.unauthorized:
-        return Health.UNAUTHORIZED
-    if exc.unreachable:
-        return Health.DOWN
-    return Health.ERROR
 
 
 # ------------------------------------------------------------------------------------- cascade steps

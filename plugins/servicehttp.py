@@ -9,20 +9,26 @@
 - retries (tenacity, exponential backoff) only on timeouts and 5xx answers; a 4xx answer or a refused
   connection fails at once;
 - turns every failure into :class:`ServiceError` whose message is the service's own words, e.g.
-  ``radarr4k: HTTP 400: This movie has already been added``.
+  ``radarr4k: HTTP 400: This movie has already been added``, and whose ``health`` is what it means
+  for a health check (unauthorized, down or error).
+
+:func:`once_per_run` keeps a fetched catalogue (or the failure) in ``ctx.cache`` for the rest of the run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from smartplexd.log import mask
+from smartplexd.model import Health, PluginContext
+
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -54,6 +60,29 @@ class ServiceError(Exception):
     def retryable(self) -> bool:
         """Worth trying again later: a timeout, no answer, or a 5xx. A 4xx will not change by itself."""
         return self.status is None or self.status >= 500 or self.status == 429
+
+    @property
+    def health(self) -> Health:
+        """What this failure says about the service: unauthorized, down (no answer) or in error."""
+        if self.unauthorized:
+            return Health.UNAUTHORIZED
+        if self.unreachable:
+            return Health.DOWN
+        return Health.ERROR
+
+
+async def once_per_run(ctx: PluginContext, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+    """``await fetch()`` the first time ``key`` is asked for in this run (``ctx.cache``); later calls get
+    the same value, or the same ServiceError raised again, so a dead service costs one timeout per run."""
+    if key not in ctx.cache:
+        try:
+            ctx.cache[key] = await fetch()
+        except ServiceError as exc:
+            ctx.cache[key] = exc
+    cached = ctx.cache[key]
+    if isinstance(cached, ServiceError):
+        raise cached
+    return cached
 
 
 def _retry_now(exc: BaseException) -> bool:

@@ -45,7 +45,7 @@ from smartplexd.model import (
 from smartplexd.plugins import hookimpl
 from smartplexd_plugins import matching
 from smartplexd_plugins.matching import epoch, int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError, once_per_run
 
 PLUGIN = "overseerr"
 ORDER = 10
@@ -174,21 +174,16 @@ async def _paged(c: ServiceClient, path: str, page_size: int, in_flight: int) ->
 
 async def _catalogue(ctx: PluginContext, config: OverseerrConfig) -> Catalogue:
     """The run's catalogue (fetched once, failures cached too); raises ServiceError."""
-    key = f"{PLUGIN}:catalogue"
-    if key not in ctx.cache:
-        try:
-            async with _client(config) as c:
-                media, requests = await asyncio.gather(
-                    _paged(c, "/media", config.page_size, config.pages_in_flight),
-                    _paged(c, "/request", config.page_size, config.pages_in_flight),
-                )
-            ctx.cache[key] = Catalogue(media, requests)
-        except ServiceError as exc:
-            ctx.cache[key] = exc
-    cached = ctx.cache[key]
-    if isinstance(cached, ServiceError):
-        raise cached
-    return cached
+
+    async def fetch() -> Catalogue:
+        async with _client(config) as c:
+            media, requests = await asyncio.gather(
+                _paged(c, "/media", config.page_size, config.pages_in_flight),
+                _paged(c, "/request", config.page_size, config.pages_in_flight),
+            )
+        return Catalogue(media, requests)
+
+    return await once_per_run(ctx, f"{PLUGIN}:catalogue", fetch)
 
 
 def _username(user: Any) -> str | None:
@@ -335,8 +330,7 @@ async def smartplexd_health(ctx: PluginContext) -> list[HealthResult]:
             status, latency = await c.timed("GET", "/status")
             await c.timed("GET", "/request", {"take": 1, "skip": 0})
         except ServiceError as exc:
-            state = Health.UNAUTHORIZED if exc.unauthorized else (Health.DOWN if exc.unreachable else Health.ERROR)
-            return [HealthResult(config.name, PLUGIN, state, error=str(exc))]
+            return [HealthResult(config.name, PLUGIN, exc.health, error=str(exc))]
     return [
         HealthResult(
             config.name, PLUGIN, Health.OK, version=(status or {}).get("version"), latency_ms=round(latency, 1)

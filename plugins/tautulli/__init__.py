@@ -39,7 +39,7 @@ from smartplexd.model import (
 )
 from smartplexd.plugins import hookimpl
 from smartplexd_plugins.matching import int_or_none, str_or_none, webhook_source_is
-from smartplexd_plugins.servicehttp import ServiceClient, ServiceError
+from smartplexd_plugins.servicehttp import ServiceClient, ServiceError, once_per_run
 
 PLUGIN = "tautulli"
 
@@ -150,41 +150,35 @@ async def _history(c: ServiceClient, page_size: int, in_flight: int) -> list[dic
 
 async def _stats(ctx: PluginContext, config: TautulliConfig) -> dict[str, _Stats]:
     """``{rating key: stats}`` for every movie, episode, season and show with history (once per run)."""
-    key = f"{PLUGIN}:stats"
-    if key not in ctx.cache:
-        try:
-            async with _client(config) as c:
-                rows = await _history(c, config.page_size, config.pages_in_flight)
-        except ServiceError as exc:
-            ctx.cache[key] = exc
-        else:
-            stats: dict[str, _Stats] = {}
-            seen: set[Any] = set()
-            for row in rows:
-                row_id = row.get("id") or row.get("row_id")
-                if row_id is not None:
-                    if row_id in seen:
-                        continue
-                    seen.add(row_id)
-                play = (
-                    int(row.get("stopped") or row.get("date") or 0),
-                    int(row.get("play_duration") or row.get("duration") or 0),
-                    int(row.get("percent_complete") or 0),
-                    str(row.get("user_id") or row.get("user")),
-                )
-                for column in ("rating_key", "parent_rating_key", "grandparent_rating_key"):
-                    value = row.get(column)
-                    if value not in (None, ""):
-                        rating_key = str(value)
-                        found = stats.get(rating_key)
-                        if found is None:
-                            found = stats[rating_key] = _Stats()
-                        found.add(*play)
-            ctx.cache[key] = stats
-    cached = ctx.cache[key]
-    if isinstance(cached, ServiceError):
-        raise cached
-    return cached
+
+    async def fetch() -> dict[str, _Stats]:
+        async with _client(config) as c:
+            rows = await _history(c, config.page_size, config.pages_in_flight)
+        stats: dict[str, _Stats] = {}
+        seen: set[Any] = set()
+        for row in rows:
+            row_id = row.get("id") or row.get("row_id")
+            if row_id is not None:
+                if row_id in seen:
+                    continue
+                seen.add(row_id)
+            play = (
+                int(row.get("stopped") or row.get("date") or 0),
+                int(row.get("play_duration") or row.get("duration") or 0),
+                int(row.get("percent_complete") or 0),
+                str(row.get("user_id") or row.get("user")),
+            )
+            for column in ("rating_key", "parent_rating_key", "grandparent_rating_key"):
+                value = row.get(column)
+                if value not in (None, ""):
+                    rating_key = str(value)
+                    found = stats.get(rating_key)
+                    if found is None:
+                        found = stats[rating_key] = _Stats()
+                    found.add(*play)
+        return stats
+
+    return await once_per_run(ctx, f"{PLUGIN}:stats", fetch)
 
 
 def _server(config: TautulliConfig, ctx: PluginContext) -> str | None:
@@ -227,8 +221,7 @@ async def smartplexd_health(ctx: PluginContext) -> list[HealthResult]:
             _, latency = await c.timed("GET", "/v2", {"cmd": "status"})
             info = await _command(c, "get_tautulli_info")
         except ServiceError as exc:
-            state = Health.UNAUTHORIZED if exc.unauthorized else (Health.DOWN if exc.unreachable else Health.ERROR)
-            return [HealthResult(config.name, PLUGIN, state, error=str(exc))]
+            return [HealthResult(config.name, PLUGIN, exc.health, error=str(exc))]
     return [
         HealthResult(
             config.name,
