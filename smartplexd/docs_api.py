@@ -7,13 +7,14 @@ bodies, answers and schemas all come from the OpenAPI document, so the two canno
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from smartplexd import docs_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "api.md"
@@ -203,20 +204,7 @@ def render(spec_path: Path = SPEC) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m smartplexd.docs_api", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when docs/api.md is stale")
-    parser.add_argument("--output", type=Path, default=DOC)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if (args.output.read_text() if args.output.exists() else "") != text:
-            print(f"{args.output} is stale: run python -m smartplexd.docs_api", file=sys.stderr)
-            return 1
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return docs_cli.main("smartplexd.docs_api", __doc__.splitlines()[0], DOC, render, argv)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ from the schema's descriptions and the inline comments of config.example.yaml, w
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from smartplexd import docs_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
@@ -359,21 +360,7 @@ def render(schema: dict[str, Any] | None = None, example: Path = EXAMPLE) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m smartplexd.docs_config", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when docs/configuration.md is stale")
-    parser.add_argument("--output", type=Path, default=DOC)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is stale: run python -m smartplexd.docs_config", file=sys.stderr)
-            return 1
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return docs_cli.main("smartplexd.docs_config", __doc__.splitlines()[0], DOC, render, argv)
 
 
 if __name__ == "__main__":
