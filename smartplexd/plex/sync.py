@@ -91,8 +91,6 @@ PROGRESS_INTERVAL = 0.25
 BATCH_SECONDS = 0.5
 """A full sync commits its writes at least this often (pages are grouped: fewer commits, fewer index page
 rewrites in the WAL); other writers wait at most about this long for the database."""
-SYNC_CACHE_KIB = 32_768
-"""SQLite page cache for the sync's connection while it runs (a batch of pages dirties many index pages)."""
 
 LOCK_TTL = 300.0
 LOCK_REFRESH = 60.0
@@ -759,8 +757,6 @@ def sync_server(
     status, error = "ok", None
     bus.publish("sync.started", server=server, sync_id=sync_id, libraries=wanted)
     log.info("sync %d of Plex server %s started", sync_id, server)
-    (cache_size,) = store.conn.execute("PRAGMA cache_size").fetchone()
-    store.conn.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
     try:
         with PlexClient(srv, retry=retry) as client:
             identity, latency = measure_identity(client)
@@ -795,7 +791,6 @@ def sync_server(
             libraries=library_results,
         )
         try:
-            store.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
             _finish(store, result, started)
         finally:
             lock.release()
