@@ -185,22 +185,52 @@ def get_deletion(store: Store, deletion_id: int) -> dict[str, Any] | None:
     return row
 
 
-def history(store: Store, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Deletions, newest first, each with its steps; ``status`` filters (done, partial, failed, skipped...)."""
-    sql = "SELECT id FROM deletion_events"
+def _newest(store: Store, columns: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """``columns`` of at most ``limit`` deletion_events rows, newest first; only ``status`` ones if given."""
+    sql = f"SELECT {columns} FROM deletion_events"
     params: list[Any] = []
     if status:
         sql += " WHERE status = ?"
         params.append(status)
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(limit)
+    return store.query(sql, params)
+
+
+def history(store: Store, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Deletions, newest first, each with its steps; ``status`` filters (done, partial, failed, skipped...)."""
     out = []
-    for row in store.query(sql, params):
+    for row in _newest(store, "id", status, limit):
         deletion = get_deletion(store, row["id"])
         assert deletion is not None
         deletion["snapshot"] = {k: v for k, v in deletion["snapshot"].items() if k != "facts"}
         out.append(deletion)
     return out
+
+
+def history_summaries(store: Store, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Like :func:`history` without snapshots, step data and results (what ``GET /api/deletions`` lists);
+    the steps of all rows are read in one query."""
+    rows = _newest(
+        store,
+        "id, plan_id, item_id, server, rating_key, title, rule, action, status, reason, actor, created_at, "
+        "updated_at, finished_at, bytes_freed",
+        status,
+        limit,
+    )
+    if rows:
+        ids = [r["id"] for r in rows]
+        marks = ",".join("?" * len(ids))
+        steps: dict[int, list[dict[str, Any]]] = {}
+        for s in store.query(
+            f"SELECT deletion_id, seq, plugin, target, action, status, attempts, next_attempt_at, last_error, "
+            f"finished_at FROM deletion_steps WHERE deletion_id IN ({marks}) ORDER BY deletion_id, seq",
+            ids,
+        ):
+            steps.setdefault(s.pop("deletion_id"), []).append(s)
+        for r in rows:
+            r["steps"] = steps.get(r["id"], [])
+    return rows
 
 
 def plan_summary(store: Store, plan_id: int) -> dict[str, Any] | None:

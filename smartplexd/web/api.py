@@ -128,33 +128,6 @@ async def integrations_health(request: web.Request) -> web.Response:
     return _json({"integrations": [_decode(r, "details") for r in rows]})
 
 
-def deletions_list(store: Store, status: str | None, limit: int) -> list[dict[str, Any]]:
-    sql = (
-        "SELECT id, plan_id, item_id, server, rating_key, title, rule, action, status, reason, actor, created_at, "
-        "updated_at, finished_at, bytes_freed FROM deletion_events"
-    )
-    params: list[Any] = []
-    if status:
-        sql += " WHERE status = ?"
-        params.append(status)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
-    rows = store.query(sql, params)
-    if rows:
-        ids = [r["id"] for r in rows]
-        marks = ",".join("?" * len(ids))
-        steps: dict[int, list[dict[str, Any]]] = {}
-        for s in store.query(
-            f"SELECT deletion_id, seq, plugin, target, action, status, attempts, next_attempt_at, last_error, "
-            f"finished_at FROM deletion_steps WHERE deletion_id IN ({marks}) ORDER BY deletion_id, seq",
-            ids,
-        ):
-            steps.setdefault(s.pop("deletion_id"), []).append(s)
-        for r in rows:
-            r["steps"] = steps.get(r["id"], [])
-    return rows
-
-
 async def deletions(request: web.Request) -> web.Response:
     """``GET /api/deletions?status=&limit=``: newest first, with their cascade steps."""
     require(request, "viewer")
@@ -163,7 +136,9 @@ async def deletions(request: web.Request) -> web.Response:
         raise ApiError(400, f"status must be one of {', '.join(DELETION_STATUSES)}")
     limit = _int_param(request.query.get("limit", "100"), "limit")
     limit = min(limit, MAX_LIST)
-    rows = await request.app[DAEMON].db_call(lambda store: deletions_list(store, status, limit))
+    from smartplexd.deletion import history_summaries
+
+    rows = await request.app[DAEMON].db_call(lambda store: history_summaries(store, status, limit))
     return _json({"deletions": rows})
 
 
