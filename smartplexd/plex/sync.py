@@ -8,9 +8,13 @@ A full sync (:func:`sync_server`) of one server:
    for the size of each listing (movies; or shows, seasons, episodes), then fetches pages with
    ``sync.pages_in_flight`` requests outstanding while the previous pages are written — memory stays at
    a few pages whatever the library size;
-3. writes a page in one transaction: rows whose ``content_hash`` did not change are not written at all
-   (a no-change re-sync is mostly reads), new and changed rows go through one ``executemany`` upsert;
-   every listed rating key goes into a per-sync temp table;
+3. decides per page what changed, cheapest first: a page whose body has the digest of one parsed before
+   (``sync_pages``) is not parsed at all; otherwise each item's *listing digest* (of the item as listed)
+   is compared with the one stored after the row digest in ``content_hash``. Either way one SQL statement
+   per page finds the items that are new, removed, deleted or listed differently; only those get a row
+   built, and only new or changed rows are written (multi-row upserts; pages are grouped into
+   transactions of about :data:`BATCH_SECONDS`). Every listed rating key goes into a per-sync temp table
+   (not on a library's first sync, which has nothing to sweep);
 4. sweeps: active rows of the library that were not listed get ``removed_at`` (rows are never deleted:
    history refers to them). The sweep is skipped when a listing changed while it was read, and refused —
    nothing removed, sync status ``refused`` — when it would remove more than
