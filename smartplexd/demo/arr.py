@@ -224,6 +224,9 @@ class ArrState:
     (id → CommandResource).
     """
 
+    exclusions: dict[int, Any]
+    """Import(-list) exclusions by id, each a service dataclass with ``resource()``; set by the service."""
+
     def __init__(
         self,
         *,
@@ -569,6 +572,32 @@ async def _command(request: web.Request) -> web.Response:
     if command is None:
         raise not_found("Command", path_id(request))
     return json_response(command)
+
+
+async def _exclusions(request: web.Request) -> web.Response:
+    return json_response([e.resource() for e in _state(request).exclusions.values()])
+
+
+async def _exclusion(request: web.Request) -> web.Response:
+    exclusion = _state(request).exclusions.get(path_id(request))
+    if exclusion is None:
+        raise not_found("ImportListExclusion", path_id(request))
+    return json_response(exclusion.resource())
+
+
+async def _delete_exclusion(request: web.Request) -> web.Response:
+    if _state(request).exclusions.pop(path_id(request), None) is None:
+        raise not_found("ImportListExclusion", path_id(request))
+    return web.Response(status=200)
+
+
+def add_exclusion_routes(app: web.Application, resource: str) -> None:
+    """List, get and delete import(-list) exclusions under ``/api/v3/{resource}``: the same controller,
+    at ``exclusions`` in Radarr and ``importlistexclusion`` in Sonarr."""
+    r = app.router
+    r.add_get(f"{API}/{resource}", _exclusions)
+    r.add_get(f"{API}/{resource}/" + r"{id:\d+}", _exclusion)
+    r.add_delete(f"{API}/{resource}/" + r"{id:\d+}", _delete_exclusion)
 
 
 async def _sim_state(request: web.Request) -> web.Response:

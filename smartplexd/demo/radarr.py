@@ -29,6 +29,7 @@ from smartplexd.demo.arr import (
     API,
     ARR_STATE,
     ArrState,
+    add_exclusion_routes,
     error,
     install,
     iso,
@@ -588,23 +589,6 @@ async def _delete_movie_files_bulk(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def _exclusions(request: web.Request) -> web.Response:
-    return json_response([e.resource() for e in _state(request).exclusions.values()])
-
-
-async def _exclusion(request: web.Request) -> web.Response:
-    exclusion = _state(request).exclusions.get(path_id(request))
-    if exclusion is None:
-        raise not_found("ImportListExclusion", path_id(request))
-    return json_response(exclusion.resource())
-
-
-async def _delete_exclusion(request: web.Request) -> web.Response:
-    if _state(request).exclusions.pop(path_id(request), None) is None:
-        raise not_found("ImportListExclusion", path_id(request))
-    return web.Response(status=200)
-
-
 async def _sim_add(request: web.Request) -> web.Response:
     state = _state(request)
     body = await json_body(request)
@@ -649,9 +633,7 @@ def create_app(
     r.add_delete(f"{API}/moviefile/bulk", _delete_movie_files_bulk)
     r.add_get(API + r"/moviefile/{id:\d+}", _movie_file)
     r.add_delete(API + r"/moviefile/{id:\d+}", _delete_movie_file)
-    r.add_get(f"{API}/exclusions", _exclusions)
-    r.add_get(API + r"/exclusions/{id:\d+}", _exclusion)
-    r.add_delete(API + r"/exclusions/{id:\d+}", _delete_exclusion)
+    add_exclusion_routes(app, "exclusions")
     r.add_post("/_sim/arr/add", _sim_add)
     r.add_post("/_sim/arr/remove", _sim_remove)
     return app
