@@ -941,7 +941,7 @@ PLEX_STATE = web.AppKey("plex_state", PlexState)
 
 
 class _BadParam(Exception):
-    pass
+    """A malformed query parameter or header; the app answers 400 (see :func:`_auth_middleware`)."""
 
 
 def _query_int(request: web.Request, name: str) -> int | None:
@@ -1173,21 +1173,18 @@ async def _section_all(request: web.Request) -> web.Response:
     section = _section_or_none(request)
     if section is None:
         return _not_found()
-    try:
-        type_id = _query_int(request, "type") or section.default_type
-        filters = _filters(request)
-        keys = _collection_listing(state, section) if type_id == 18 else state.listing(section.key, type_id)
-        if filters:
-            nodes = state._nodes
-            keys = [k for k in keys if all(op(state.field_value(nodes[k], f), v) for f, op, v in filters)]
-        title = request.query.get("title")
-        if title:
-            needle = title.lower()
-            keys = [k for k in keys if needle in state._title(state._nodes[k]).lower()]
-        keys = _sorted(state, keys, request.query.get("sort"))
-        return _page(request, state, keys, _section_attrs(section, type_id), guids=_guids_param(request))
-    except _BadParam:
-        return _bad_request()
+    type_id = _query_int(request, "type") or section.default_type
+    filters = _filters(request)
+    keys = _collection_listing(state, section) if type_id == 18 else state.listing(section.key, type_id)
+    if filters:
+        nodes = state._nodes
+        keys = [k for k in keys if all(op(state.field_value(nodes[k], f), v) for f, op, v in filters)]
+    title = request.query.get("title")
+    if title:
+        needle = title.lower()
+        keys = [k for k in keys if needle in state._title(state._nodes[k]).lower()]
+    keys = _sorted(state, keys, request.query.get("sort"))
+    return _page(request, state, keys, _section_attrs(section, type_id), guids=_guids_param(request))
 
 
 def _collection_listing(state: PlexState, section: Section) -> list[int]:
@@ -1206,10 +1203,7 @@ async def _section_collections(request: web.Request) -> web.Response:
     section = _section_or_none(request)
     if section is None:
         return _not_found()
-    try:
-        return _page(request, state, _collection_listing(state, section), _section_attrs(section, 18), guids=False)
-    except _BadParam:
-        return _bad_request()
+    return _page(request, state, _collection_listing(state, section), _section_attrs(section, 18), guids=False)
 
 
 async def _section_edit(request: web.Request) -> web.Response:
@@ -1321,10 +1315,7 @@ async def _children(request: web.Request) -> web.Response:
         "title2": state._title(node),
         "viewGroup": {"show": "season", "season": "episode"}.get(node.type, section.type),
     }
-    try:
-        return _page(request, state, keys, attrs, guids=_guids_param(request))
-    except _BadParam:
-        return _bad_request()
+    return _page(request, state, keys, attrs, guids=_guids_param(request))
 
 
 async def _all_leaves(request: web.Request) -> web.Response:
@@ -1337,10 +1328,7 @@ async def _all_leaves(request: web.Request) -> web.Response:
     attrs = {**_detail_attrs(section), "key": str(node.rating_key), "title1": section.title}
     attrs["title2"] = state._title(node)
     attrs["viewGroup"] = "episode"
-    try:
-        return _page(request, state, keys, attrs, guids=_guids_param(request))
-    except _BadParam:
-        return _bad_request()
+    return _page(request, state, keys, attrs, guids=_guids_param(request))
 
 
 async def _delete_metadata(request: web.Request) -> web.Response:
@@ -1403,10 +1391,7 @@ async def _collection_items(request: web.Request) -> web.Response:
     section = SECTIONS[node.section]
     attrs = {**_detail_attrs(section), "key": str(node.rating_key), "title1": section.title}
     attrs["title2"] = state._title(node)
-    try:
-        return _page(request, state, state._collection_members(node), attrs, guids=_guids_param(request))
-    except _BadParam:
-        return _bad_request()
+    return _page(request, state, state._collection_members(node), attrs, guids=_guids_param(request))
 
 
 async def _collection_add(request: web.Request) -> web.Response:
@@ -1471,11 +1456,8 @@ async def _history(request: web.Request) -> web.Response:
         rows = [r for r in rows if r["viewedAt"] < before]
     if query.get("sort", "viewedAt:desc").endswith(":desc"):
         rows.reverse()
-    try:
-        start = _int_param(request, "X-Plex-Container-Start") or 0
-        size = _int_param(request, "X-Plex-Container-Size")
-    except _BadParam:
-        return _bad_request()
+    start = _int_param(request, "X-Plex-Container-Start") or 0
+    size = _int_param(request, "X-Plex-Container-Size")
     total = len(rows)
     chunk = rows[start:] if size is None else rows[start : start + size]
     if _wants_json(request):
@@ -1604,13 +1586,18 @@ async def _sim_remove_item(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/_sim/") or request.path == "/identity":
+    """X-Plex-Token check (header or query); also answers a :class:`_BadParam` raised by a handler with
+    PMS's 400 page."""
+    try:
+        if request.path.startswith("/_sim/") or request.path == "/identity":
+            return await handler(request)
+        state = request.app[PLEX_STATE]
+        token = request.headers.get("X-Plex-Token") or request.query.get("X-Plex-Token")
+        if request.app[faults_mod.FAULTS].revoke_auth or token != state.token:
+            return _html_error(401, UNAUTHORIZED_BODY)
         return await handler(request)
-    state = request.app[PLEX_STATE]
-    token = request.headers.get("X-Plex-Token") or request.query.get("X-Plex-Token")
-    if request.app[faults_mod.FAULTS].revoke_auth or token != state.token:
-        return _html_error(401, UNAUTHORIZED_BODY)
-    return await handler(request)
+    except _BadParam:
+        return _bad_request()
 
 
 def create_app(
