@@ -1516,14 +1516,21 @@ _MOVIE_FIELDS = {"year", "size", "file", "tmdb", "imdb", "labels", "collections"
 _SHOW_FIELDS = {"year", "seasons", "episodes", "episode_size", "tvdb", "tmdb", "imdb", "labels", "added_at"}
 
 
+def _item_fields(body: Any, allowed: set[str]) -> dict[str, Any]:
+    """The fields of a ``/_sim/plex/movies|shows`` body besides its (required) title; ValueError when the
+    title is missing or a field is not in ``allowed``."""
+    unknown = set(body) - allowed - {"title"}
+    if unknown or not body.get("title"):
+        raise ValueError(f"need a title; unknown fields: {sorted(unknown)}")
+    return {k: v for k, v in body.items() if k != "title"}
+
+
 async def _sim_add_movie(request: web.Request) -> web.Response:
     state = _state(request)
     try:
         body = await _json_body(request)
-        unknown = set(body) - _MOVIE_FIELDS - {"title"}
-        if unknown or not body.get("title"):
-            raise ValueError(f"need a title; unknown fields: {sorted(unknown)}")
-        movie = state.add_movie(body["title"], **{k: v for k, v in body.items() if k != "title"})
+        fields = _item_fields(body, _MOVIE_FIELDS)
+        movie = state.add_movie(body["title"], **fields)
     except (ValueError, TypeError) as exc:
         return _sim_error(exc)
     return web.json_response({"ratingKey": str(movie.rating_key)}, status=201)
@@ -1533,10 +1540,8 @@ async def _sim_add_show(request: web.Request) -> web.Response:
     state = _state(request)
     try:
         body = await _json_body(request)
-        unknown = set(body) - _SHOW_FIELDS - {"title"}
-        if unknown or not body.get("title"):
-            raise ValueError(f"need a title; unknown fields: {sorted(unknown)}")
-        show = state.add_show(body["title"], **{k: v for k, v in body.items() if k != "title"})
+        fields = _item_fields(body, _SHOW_FIELDS)
+        show = state.add_show(body["title"], **fields)
     except (ValueError, TypeError) as exc:
         return _sim_error(exc)
     seasons = [
