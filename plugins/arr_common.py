@@ -235,6 +235,14 @@ async def run_step(
         return StepResult(StepStatus.FAILED, str(exc), retryable=exc.retryable, details={"status": exc.status})
 
 
+async def unmonitor(c: ServiceClient, path: str, resource: dict[str, Any], target_name: str) -> StepResult:
+    """``PUT path/{id}`` with the resource unmonitored; DONE either way (saying so when it already was)."""
+    if not resource.get("monitored"):
+        return StepResult(StepStatus.DONE, f"{resource['title']} is already unmonitored in {target_name}")
+    await c.request("PUT", f"{path}/{resource['id']}", json={**resource, "monitored": False})
+    return StepResult(StepStatus.DONE, f"unmonitored {resource['title']} in {target_name}")
+
+
 async def get_or_none(c: ServiceClient, path: str, params: dict[str, Any] | None = None) -> Any:
     """``GET path`` as JSON, or None when the service answers 404."""
     try:

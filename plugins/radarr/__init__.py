@@ -186,10 +186,7 @@ async def smartplexd_cascade_step(item: MediaItem, target: CascadeTarget, ctx: P
         if movie is None:
             return StepResult(StepStatus.DONE, f"{target.target} no longer has {data.get('title')}", already_gone=True)
         if target.action == "unmonitor":
-            if not movie.get("monitored"):
-                return StepResult(StepStatus.DONE, f"{movie['title']} is already unmonitored in {target.target}")
-            await c.request("PUT", f"/movie/{movie['id']}", json={**movie, "monitored": False})
-            return StepResult(StepStatus.DONE, f"unmonitored {movie['title']} in {target.target}")
+            return await arr_common.unmonitor(c, "/movie", movie, target.target)
         size = int(movie.get("sizeOnDisk") or 0)
         params = {
             "deleteFiles": arr_common.api_bool(bool(data.get("delete_files", True))),

@@ -318,10 +318,7 @@ async def smartplexd_cascade_step(item: MediaItem, target: CascadeTarget, ctx: P
         if target.action in ("delete_episodes", "unmonitor_episodes"):
             return await _delete_episodes(c, series, target)
         if target.action == "unmonitor":
-            if not series.get("monitored"):
-                return StepResult(StepStatus.DONE, f"{series['title']} is already unmonitored in {target.target}")
-            await c.request("PUT", f"/series/{series['id']}", json={**series, "monitored": False})
-            return StepResult(StepStatus.DONE, f"unmonitored {series['title']} in {target.target}")
+            return await arr_common.unmonitor(c, "/series", series, target.target)
         size = int((series.get("statistics") or {}).get("sizeOnDisk") or 0)
         delete_files = bool(data.get("delete_files", True))
         params = {
