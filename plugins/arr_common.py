@@ -173,6 +173,17 @@ def combine(matches: list[tuple[Catalogue, dict[str, Any]]], plugin: str) -> dic
     }
 
 
+def step_instances(
+    instances: list[ArrConfig], matches: list[tuple[Catalogue, dict[str, Any]]], failed: list[ServiceError]
+) -> list[tuple[ArrConfig, tuple[Catalogue, dict[str, Any]] | None]]:
+    """The instances that get a cascade step, in config order: each one holding the item, with its match,
+    and each one that could not be asked now, with None (the step resolves ids when it runs, so an item
+    is never left behind in an instance that was briefly down). Instances known not to hold it get none."""
+    by_instance = {c.instance: (c, r) for c, r in matches}
+    failed_names = {e.service for e in failed}
+    return [(i, by_instance.get(i.name)) for i in instances if i.name in by_instance or i.name in failed_names]
+
+
 # -------------------------------------------------------------------------------------------- health
 
 

@@ -141,10 +141,8 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
     action = "unmonitor" if ctx.rule_action == "unmonitor" else "delete"
     found, failed = await arr_common.catalogues(ctx, PLUGIN, instances, "/movie", _KEYS)
     matches = arr_common.narrow_by_folder(item.files, arr_common.lookup(found, _keys(item)))
-    by_instance = {c.instance: (c, m) for c, m in matches}
-    failed_names = {e.service for e in failed}
     targets = []
-    for instance in instances:
+    for instance, match in arr_common.step_instances(instances, matches, failed):
         base = {
             "instance": instance.name,
             "tmdb_id": item.tmdb_id,
@@ -153,18 +151,16 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
             "delete_files": instance.delete_files,
             "add_import_exclusion": instance.add_import_exclusion,
         }
-        if instance.name in by_instance:
-            catalogue, movie = by_instance[instance.name]
+        if match is not None:
+            catalogue, movie = match
             data = base | {
                 "movie_id": movie["id"],
                 "tmdb_id": movie.get("tmdbId"),
                 "size": int(movie.get("sizeOnDisk") or 0),
                 "snapshot": _snapshot(movie, catalogue),
             }
-        elif instance.name in failed_names:
-            data = base | {"movie_id": None, "unresolved": True}
         else:
-            continue
+            data = base | {"movie_id": None, "unresolved": True}
         targets.append(CascadeTarget(PLUGIN, instance.name, ORDER, action, data))
     return targets
 

@@ -227,10 +227,8 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
     matches = arr_common.lookup(found, _keys(guids))
     if whole:
         matches = arr_common.narrow_by_folder(item.files, matches)
-    by_instance = {c.instance: (c, s) for c, s in matches}
-    failed_names = {e.service for e in failed}
     targets = []
-    for instance in instances:
+    for instance, match in arr_common.step_instances(instances, matches, failed):
         base = {
             "instance": instance.name,
             "tvdb_id": guids.tvdb,
@@ -240,8 +238,8 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
             "delete_files": instance.delete_files,
             "add_import_list_exclusion": instance.add_import_exclusion,
         }
-        if instance.name in by_instance:
-            catalogue, series = by_instance[instance.name]
+        if match is not None:
+            catalogue, series = match
             data = base | {
                 "series_id": series["id"],
                 "tvdb_id": series.get("tvdbId"),
@@ -260,10 +258,8 @@ async def smartplexd_cascade_targets(item: MediaItem, facts: dict[str, Any], ctx
                     data["episode_file_ids"] = [e["episodeFileId"] for e in episodes if e.get("episodeFileId")]
                     data["size"] = sum(int((e.get("episodeFile") or {}).get("size") or 0) for e in episodes)
                     data["snapshot"]["episodes"] = [{"id": e["id"], "monitored": e.get("monitored")} for e in episodes]
-        elif instance.name in failed_names:
-            data = base | {"series_id": None, "unresolved": True}
         else:
-            continue
+            data = base | {"series_id": None, "unresolved": True}
         targets.append(CascadeTarget(PLUGIN, instance.name, ORDER, action, data))
     return targets
 
