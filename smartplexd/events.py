@@ -125,28 +125,19 @@ class EventRecorder:
 
         from smartplexd.log import mask
         from smartplexd.store import open_store
+        from smartplexd.store.group_commit import take_queued
 
         store = open_store(self.db_path)
         try:
             done = False
             while not done:
-                batch: list[Event] = []
                 try:
                     first = self._queue.get(timeout=self.flush_every)
                 except queue.Empty:
                     continue
                 if first is None:
                     break
-                batch.append(first)
-                while True:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        done = True
-                        break
-                    batch.append(more)
+                batch, done = take_queued(self._queue, first)
                 rows = [(e.id, e.ts, e.type, mask(json.dumps(e.data, default=str))) for e in batch]
                 with store.transaction():
                     store.conn.executemany(

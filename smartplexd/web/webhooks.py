@@ -40,6 +40,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from smartplexd import audit
 from smartplexd.store.db import Store
+from smartplexd.store.group_commit import take_queued
 from smartplexd.web import CONFIG, DAEMON
 from smartplexd.web.auth import (
     WebhookAuthError,
@@ -126,16 +127,7 @@ class WebhookIntake:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < BATCH_MAX:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = take_queued(self._queue, first, BATCH_MAX)
             self._commit(store, batch)
         store.close()
 
