@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +143,11 @@ def test_smartplexd_demo_serves_a_live_sync(tmp_path: Path) -> None:
                         seen.append((event_id, event_type, json.loads(line[6:])["data"]))
                         if event_type == "enrich.finished":
                             break
-            status = http.get(demo.url + "api/status").json()
+            # After the refresh the demo evaluates every rule once, so items are leaving soon at once.
+            deadline = time.monotonic() + 60
+            while not (status := http.get(demo.url + "api/status").json())["leaving_soon"]:
+                assert time.monotonic() < deadline, "no item entered a grace period"
+                time.sleep(0.5)
             page = http.get(demo.url)
         ids = [i for i, _, _ in seen]
         assert ids == sorted(set(ids))
@@ -158,6 +163,8 @@ def test_smartplexd_demo_serves_a_live_sync(tmp_path: Path) -> None:
         assert home["last_sync"]["status"] == "ok" and home["last_sync"]["items_seen"] == finished["counts"]["seen"]
         assert page.status_code == 200 and 'data-server="home"' in page.text
         assert demo.admin_token not in page.text + json.dumps(status)
+        soon = status["leaving_soon"][0]
+        assert soon["due_at"] and soon["reasons"] and soon["title"] in page.text
     finally:
         code = demo.stop()
     assert code == 0, "".join(demo.err)

@@ -22,7 +22,7 @@ Tests use the parts: :func:`start_simulators` (in a running loop), :func:`write_
 from __future__ import annotations
 
 import asyncio
-import inspect
+import logging
 import os
 import secrets
 import shutil
@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiohttp import web
 
@@ -64,6 +64,8 @@ action: {type: delete, grace_period: 7d, collection: "Leaving Soon"}
 limits: {max_items: 20}
 order_by: [plex.last_viewed_at]
 """
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -294,8 +296,6 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
 
     universe = generate(seed=options.seed, movies=options.movies, shows=options.shows)
     port = options.port or free_port()
-    if inspect.iscoroutinefunction(Daemon.run):
-        return asyncio.run(_run_in_one_loop(options, universe, port, out, Daemon))
     thread = SimulatorThread(universe, latency=options.latency)
     sims = thread.start()
     try:
@@ -313,31 +313,17 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     return int(result or 0)
 
 
-async def _run_in_one_loop(options: DemoOptions, universe: Universe, port: int, out: TextIO, daemon: Any) -> int:
-    sims = await start_simulators(universe, latency=options.latency)
-    try:
-        files = write_demo(options.folder, sims, port=port, sync_schedule=options.sync_schedule)
-        print(banner(files, sims), file=out, flush=True)
-        kick = asyncio.create_task(first_sync(files))
-        try:
-            result = await daemon(str(files.config_path)).run()
-        finally:
-            kick.cancel()
-        return int(result or 0)
-    finally:
-        await sims.stop()
-
-
 async def first_sync(files: DemoFiles, timeout: float = 60) -> int | None:
-    """Once the daemon answers ``/healthz``, ask it for a sync (``POST /api/sync``) so the demo starts live.
+    """Once the daemon answers ``/healthz``, ask it for a sync (``POST /api/sync``) so the demo starts live;
+    when that sync and its facts refresh are done, evaluate every rule once (:func:`evaluate_rules_once`).
 
-    Returns the answer's status (202 started, 409 the daemon is already syncing), or None if the daemon
+    Returns the sync answer's status (202 started, 409 the daemon is already syncing), or None if the daemon
     never came up within ``timeout``.
     """
     import aiohttp
 
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as http:
         while time.monotonic() < deadline:
             try:
                 async with http.get(files.url + "healthz") as resp:
@@ -349,5 +335,31 @@ async def first_sync(files: DemoFiles, timeout: float = 60) -> int | None:
         else:
             return None
         headers = {"Authorization": f"Bearer {files.admin_token}"}
-        async with http.post(files.url + "api/sync", headers=headers, json={}) as resp:
-            return resp.status
+        # Listen before asking, from the first event on, so the end of the refresh cannot be missed.
+        async with http.get(files.url + "api/events", headers={"Last-Event-ID": "0"}) as events:
+            async with http.post(files.url + "api/sync", headers=headers, json={}) as resp:
+                status = resp.status
+            if status == 202:
+                async for line in events.content:
+                    if line.startswith(b"event: enrich.finished"):
+                        break
+        if status == 202:
+            await asyncio.to_thread(evaluate_rules_once, files)
+        return status
+
+
+def evaluate_rules_once(files: DemoFiles) -> int:
+    """Evaluate every demo rule now, as the scheduler would at each rule's own time, so the status page has
+    items "leaving soon" (with reasons and due dates) right away. Returns how many entered a grace period.
+    Nothing is deleted: deletions need ``smartplexd apply`` with the typed word."""
+    from smartplexd.config import load_config
+    from smartplexd.daemon import load_rules
+    from smartplexd.rules.planner import make_plan
+    from smartplexd.store import open_store
+
+    config = load_config(files.config_path)
+    with open_store(config.database_path) as store:
+        plan = make_plan(config, store, load_rules(config), actor="demo", start_grace=True)
+    entered = sum(1 for e in plan.items if e.status == "leaving_soon")
+    log.info("demo: every rule evaluated once (plan %s): %d item(s) now leaving soon", plan.id, entered)
+    return entered
