@@ -26,9 +26,14 @@ A full sync (:func:`sync_server`) of one server:
 Tombstones: a row with ``deleted_at`` (deleted by smartplexd) is never updated or revived; a new rating key
 listed in ``tombstones`` (still within ``expires_at``), an item whose GUID matches an active tombstone of
 the same type (a re-import by Sonarr/Radarr under a new rating key), and the seasons/episodes of such
-items are not added. Per-field sources: every field the sync writes is recorded as ``"plex"`` in
-``sources``; where Plex has no value (``year``, external ids, ``last_viewed_at``) a value another source
-wrote is kept, so Plex wins wherever it has an answer.
+items are not added. Per-field sources: ``sources`` names only fields whose value did not come from Plex
+(absent means ``"plex"``, see :func:`field_source`); where Plex has no value (``year``, external ids,
+``last_viewed_at``) a value another source wrote is kept with its source, and as soon as Plex has one, Plex
+wins and the field drops out of ``sources``.
+
+A library's first load that makes more than half of ``media_items`` new drops the secondary indexes
+(:data:`MEDIA_INDEXES`) and creates them again before anything reads through them and at the end of the
+sync; every sync begins by creating any that are missing.
 
 On 401 the sync stops at once with status ``unauthorized`` (nothing is swept) and the server is marked
 ``unauthorized``; other failures (after the client's retries) end it with status ``error`` and the server
@@ -155,13 +160,25 @@ def listing_digest(item: Mapping[str, Any]) -> str:
     return hashlib.blake2b(_dumps(item), digest_size=8).hexdigest()
 
 
-COLUMNS = ("server", *ItemRow._fields, "sources", "content_hash", "seen_in_sync")
+COLUMNS = ("server", *ItemRow._fields, "content_hash", "seen_in_sync")
+"""What the sync writes; ``sources`` is not among them: see :func:`field_source`."""
 FILLABLE = ("year", "tmdb_id", "tvdb_id", "imdb_id", "last_viewed_at")
 """Fields Plex may leave empty; a value another source wrote is then kept (see the module docstring)."""
 _ALWAYS_PLEX = tuple(f for f in ItemRow._fields if f not in FILLABLE and f not in ("section_id", "rating_key"))
-_FILLABLE_INDEX = tuple(ItemRow._fields.index(f) for f in FILLABLE)
-assert _FILLABLE_INDEX == (5, 7, 8, 9, 16), "_sources() indexes these columns directly"
-_sources_cache: dict[tuple[bool, ...], str] = {}
+
+
+def field_source(sources: str | Mapping[str, str] | None, field: str) -> str:
+    """Where a ``media_items`` field's value came from, given the row's ``sources`` (JSON text or decoded).
+
+    ``sources`` names only the fields whose value did *not* come from Plex (``{"last_viewed_at":
+    "tautulli"}``); a field it does not name came from Plex (``"plex"``), so a row the sync wrote holds
+    ``{}``. Plex has a value for most fields of most items, and writing ``"plex"`` for each of them made
+    ``sources`` ~45% of a row's bytes.
+    """
+    if sources is None or isinstance(sources, str):
+        sources = json.loads(sources or "{}")
+    return str(sources.get(field, "plex"))
+
 
 _LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^/?]+)(?:\?|$)")
 _LEGACY_SCHEMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
@@ -267,16 +284,6 @@ def item_row(item: Mapping[str, Any], section_id: str, section_title: str) -> It
     return _new_row(ItemRow, values)  # type: ignore[no-any-return]
 
 
-def _sources(row: ItemRow) -> str:
-    key = (row[5] is None, row[7] is None, row[8] is None, row[9] is None, row[16] is None)
-    cached = _sources_cache.get(key)
-    if cached is None:
-        fields = list(_ALWAYS_PLEX) + [f for f, empty in zip(FILLABLE, key, strict=True) if not empty]
-        cached = json.dumps(dict.fromkeys(sorted(fields), "plex"), separators=(",", ":"))
-        _sources_cache[key] = cached
-    return cached
-
-
 def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
     """The GUIDs to store in ``tombstones.guids`` for a ``media_items`` row (or an :class:`ItemRow`).
 
@@ -294,13 +301,38 @@ def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
     return out
 
 
+MEDIA_INDEXES = (
+    "CREATE INDEX media_items_section ON media_items (server, section_id)",
+    "CREATE INDEX media_items_parent ON media_items (server, parent_rating_key)",
+    "CREATE INDEX media_items_grandparent ON media_items (server, grandparent_rating_key)",
+    "CREATE INDEX media_items_tmdb ON media_items (tmdb_id)",
+    "CREATE INDEX media_items_tvdb ON media_items (tvdb_id)",
+)
+"""The secondary indexes of ``media_items`` exactly as migration ``0002_media`` creates them (a test compares
+them with ``sqlite_master``). A bulk load drops them and creates them again at its end; every full sync
+starts by creating any that are missing, so a load that was interrupted leaves them missing only until
+the next sync starts."""
+_INDEX_NAME = re.compile(r"^CREATE INDEX (\w+) ON ")
+
+
+def ensure_indexes(store: Store) -> None:
+    """Create any of :data:`MEDIA_INDEXES` that is missing (a no-op when all exist)."""
+    for sql in MEDIA_INDEXES:
+        store.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+
+
+def _drop_indexes(store: Store) -> None:
+    for sql in MEDIA_INDEXES:
+        match = _INDEX_NAME.match(sql)
+        assert match is not None
+        store.execute(f"DROP INDEX IF EXISTS {match.group(1)}")
+
+
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
 _UPSERT = (
     f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES {_VALUES} "
     "ON CONFLICT (server, rating_key) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}" for c in COLUMNS if c not in ("server", "rating_key", "size_bytes", "sources", *FILLABLE)
-    )
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("server", "rating_key", "size_bytes", *FILLABLE))
     + ", size_bytes = CASE WHEN excluded.type IN ('show', 'season') THEN media_items.size_bytes "
     "ELSE excluded.size_bytes END, "
     + ", ".join(
@@ -308,7 +340,13 @@ _UPSERT = (
         f"<> 'plex' THEN media_items.{c} ELSE excluded.{c} END"
         for c in FILLABLE
     )
-    + ", sources = json_patch(media_items.sources, excluded.sources), removed_at = NULL "
+    # Plex now answers for every field it has a value for: those drop out of sources (absent means plex).
+    + ", sources = CASE WHEN media_items.sources = '{}' THEN '{}' ELSE json_remove(media_items.sources, "
+    + ", ".join(
+        [f"'$.{c}'" for c in _ALWAYS_PLEX]
+        + [f"CASE WHEN excluded.{c} IS NULL THEN '$.{c}-kept' ELSE '$.{c}' END" for c in FILLABLE]
+    )
+    + ") END, removed_at = NULL "
     "WHERE media_items.deleted_at IS NULL"
 )
 
@@ -387,12 +425,9 @@ def listed(
         section_id, section_title, server, sync_id = build
         rows = [item_row(item, section_id, section_title) for item in items]
         if fps is None:
-            params = [(server, *row, _sources(row), row.content_hash(), sync_id) for row in rows]
+            params = [(server, *row, row.content_hash(), sync_id) for row in rows]
         else:
-            params = [
-                (server, *row, _sources(row), f"{row.content_hash()}.{fp}", sync_id)
-                for row, fp in zip(rows, fps, strict=True)
-            ]
+            params = [(server, *row, f"{row.content_hash()}.{fp}", sync_id) for row, fp in zip(rows, fps, strict=True)]
     return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params, body_digest, start)
 
 
@@ -540,7 +575,7 @@ class _Writer:
                     else:
                         outcome = "updated"
                     if outcome != "unchanged":
-                        writes += prepared or (server, *row, _sources(row), content_hash, self.sync_id)
+                        writes += prepared or (server, *row, content_hash, self.sync_id)
                         n_writes += 1
             if outcome == "tombstoned":
                 if item.get("type") in ("show", "season"):
@@ -762,13 +797,18 @@ def sync_server(
     bus.publish("sync.started", server=server, sync_id=sync_id, libraries=wanted)
     log.info("sync %d of Plex server %s started", sync_id, server)
     try:
+        # A bulk load that was interrupted (a killed process, a power cut) left the indexes dropped.
+        ensure_indexes(store)
         with PlexClient(srv, retry=retry) as client:
             identity, latency = measure_identity(client)
             _set_health(store, server, "ok", version=identity.get("version"), latency_ms=round(latency, 1))
             sections = _choose_sections(client.sections(), wanted, server)
             job = _FullSync(config, store, client, srv, sync_id, lock, bus, allow_shrink, counts)
-            for section in sections:
-                library_results.append(job.sync_section(section))
+            try:
+                for section in sections:
+                    library_results.append(job.sync_section(section))
+            finally:
+                job.restore_indexes()
             refusals = [lib["note"] for lib in library_results if lib["sweep"] == "refused"]
             if refusals:
                 status, error = "refused", "; ".join(refusals)
@@ -881,6 +921,7 @@ class _FullSync:
         # A database migrated before sync_pages existed works, without the page cache.
         self.page_cache = store.query_one("SELECT 1 AS x FROM sqlite_master WHERE name = 'sync_pages'") is not None
         self.writer = _Writer(store, self.server, sync_id, seen_table=True)
+        self.indexes_dropped = False
 
     def _refresh_lock(self) -> None:
         if time.monotonic() - self.lock_refreshed >= LOCK_REFRESH:
@@ -975,6 +1016,61 @@ class _FullSync:
         # ... and nothing can be swept afterwards (every active row of the library is one this sync wrote, or
         # one a concurrent one-item sync just fetched from Plex), so the seen keys need not be recorded.
         self.writer.seen_table = not build_rows
+        # A bulk load (most rows of the table will be new ones) inserts without the secondary indexes and
+        # builds them once at the end: sorting once is cheaper than updating five B-trees per row.
+        # They come back before anything reads through them (a sweep, a roll-up) and when the sync ends,
+        # whatever happens (sync_server calls restore_indexes).
+        if build_rows and self._mostly_new(total):
+            if not self.indexes_dropped:
+                _drop_indexes(self.store)
+                self.indexes_dropped = True
+        else:
+            self.restore_indexes()
+        consistent = self._load(section_id, title, listings, totals, build_rows, counts, progress)
+        if progress.done != total or progress.last == 0.0:
+            progress.publish()
+        if build_rows:
+            sweep, note, removed = "done", None, 0
+        else:
+            sweep, note, removed = self._sweep(section_id, title, consistent)
+        if kind == "show":
+            self.restore_indexes()
+            # Always, even when nothing was written now: an interrupted sync may have left sizes unrolled.
+            _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
+        counts["removed"] = removed
+        self.counts["removed"] += removed
+        return {
+            "section_id": section_id,
+            "title": title,
+            "type": kind,
+            "total": total,
+            "counts": counts,
+            "sweep": sweep,
+            "note": note,
+        }
+
+    def restore_indexes(self) -> None:
+        """Create the indexes a bulk load dropped (see :data:`MEDIA_INDEXES`)."""
+        if self.indexes_dropped:
+            ensure_indexes(self.store)
+            self.indexes_dropped = False
+
+    def _mostly_new(self, listed: int) -> bool:
+        """Whether ``listed`` new items would be more than half of ``media_items`` once written."""
+        found = self.store.query_one("SELECT COUNT(*) AS n FROM media_items")
+        return listed > (found["n"] if found else 0)
+
+    def _load(
+        self,
+        section_id: str,
+        title: str,
+        listings: tuple[str, ...],
+        totals: dict[str, int],
+        build_rows: bool,
+        counts: dict[str, int],
+        progress: _Progress,
+    ) -> bool:
+        """Fetch and write every listing of the section; False when a listing changed while it was read."""
         consistent = True
         batch = _Batch(self.store)
         with ThreadPoolExecutor(self.srv.sync.pages_in_flight, thread_name_prefix=f"plex-{self.server}") as pool:
@@ -1009,26 +1105,7 @@ class _FullSync:
                 # Pages written before a failure (a 401 or 5xx while fetching the next page) stay written;
                 # a failed write has already rolled its batch back.
                 batch.close()
-        if progress.done != total or progress.last == 0.0:
-            progress.publish()
-        if build_rows:
-            sweep, note, removed = "done", None, 0
-        else:
-            sweep, note, removed = self._sweep(section_id, title, consistent)
-        if kind == "show":
-            # Always, even when nothing was written now: an interrupted sync may have left sizes unrolled.
-            _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
-        counts["removed"] = removed
-        self.counts["removed"] += removed
-        return {
-            "section_id": section_id,
-            "title": title,
-            "type": kind,
-            "total": total,
-            "counts": counts,
-            "sweep": sweep,
-            "note": note,
-        }
+        return consistent
 
     def _write(
         self, page: Listed | CachedPage, section_id: str, title: str, type_: str, build_rows: bool, n: int
