@@ -10,9 +10,9 @@ A full sync (:func:`sync_server`) of one server:
    a few pages whatever the library size;
 3. decides per page what changed, cheapest first: a page whose body has the digest of one parsed before
    (``sync_pages``) is not parsed at all; otherwise each item's *listing digest* (of the item as listed)
-   is compared with the one stored after the row digest in ``content_hash``. Either way one SQL statement
-   per page finds the items that are new, removed, deleted or listed differently; only those get a row
-   built, and only new or changed rows are written (multi-row upserts; pages are grouped into
+   is compared with the one stored in ``content_hash``. Either way one SQL statement per page finds the
+   items that are new, removed, deleted or listed differently; only those get a row built (compared with
+   the stored values), and only new or changed rows are written (multi-row upserts; pages are grouped into
    transactions of about :data:`BATCH_SECONDS`). Every listed rating key goes into a per-sync temp table
    (not on a library's first sync, which has nothing to sweep);
 4. sweeps: active rows of the library that were not listed get ``removed_at`` (rows are never deleted:
@@ -141,21 +141,14 @@ class ItemRow(NamedTuple):
     labels: str
     collections: str
 
-    def content_hash(self) -> str:
-        """The row digest: 24 hex digits over every value above (stable across processes, unlike hash())."""
-        return hashlib.blake2b(_dumps(tuple(self)), digest_size=12).hexdigest()
-
-
-ROW_DIGEST_LEN = 24
-
 
 def listing_digest(item: Mapping[str, Any]) -> str:
     """A digest of one item exactly as a listing page delivered it (16 hex digits).
 
-    A full sync stores it after the row digest in ``content_hash`` (``<row digest>.<listing digest>``); when
-    Plex lists the item the same way again, nothing about it can have changed and the sync skips it without
-    building its row. Anything Plex changes in the listing — ``updatedAt``, ``viewCount``, a label, a part's
-    size or file, the section title — changes the digest, whether or not Plex bumped ``updatedAt``.
+    A full sync stores it in ``content_hash``; when Plex lists the item the same way again, nothing about it
+    can have changed and the sync skips it without building its row. Anything Plex changes in the listing —
+    ``updatedAt``, ``viewCount``, a label, a part's size or file, the section title — changes the digest,
+    whether or not Plex bumped ``updatedAt``.
     """
     return hashlib.blake2b(_dumps(item), digest_size=8).hexdigest()
 
@@ -425,28 +418,49 @@ def listed(
         section_id, section_title, server, sync_id = build
         rows = [item_row(item, section_id, section_title) for item in items]
         if fps is None:
-            params = [(server, *row, row.content_hash(), sync_id) for row in rows]
+            params = [(server, *row, None, sync_id) for row in rows]
         else:
-            params = [(server, *row, f"{row.content_hash()}.{fp}", sync_id) for row, fp in zip(rows, fps, strict=True)]
+            params = [(server, *row, fp, sync_id) for row, fp in zip(rows, fps, strict=True)]
     return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params, body_digest, start)
 
 
 # The items of a page that are NOT unchanged: new, removed, deleted, or listed differently than when their
-# row was written. Everything else costs SQLite an index lookup and Python nothing.
+# row was written (a one-item sync stores no listing digest). Everything else costs SQLite an index lookup
+# and Python nothing. Each result is [key, exists, content_hash, removed_at, deleted_at], and for an
+# existing row also its sources and its stored values in ItemRow order (compared by _same_values).
 _CHANGED_SQL = (
-    "SELECT json_group_array(json_array(j.key, m.id IS NOT NULL, m.content_hash, m.removed_at, m.deleted_at)) "
-    "FROM json_each(?) j LEFT JOIN media_items m ON m.server = ? AND m.rating_key = j.key "
+    "SELECT json_group_array(CASE WHEN m.id IS NULL THEN json_array(j.key, 0, NULL, NULL, NULL) "
+    "ELSE json_array(j.key, 1, m.content_hash, m.removed_at, m.deleted_at, m.sources, "
+    + ", ".join(f"m.{f}" for f in ItemRow._fields)
+    + ") END) FROM json_each(?) j LEFT JOIN media_items m ON m.server = ? AND m.rating_key = j.key "
     "WHERE m.id IS NULL OR m.removed_at IS NOT NULL OR m.deleted_at IS NOT NULL OR m.content_hash IS NULL "
-    f"OR length(m.content_hash) <= {ROW_DIGEST_LEN + 1} OR substr(m.content_hash, {ROW_DIGEST_LEN + 2}) <> j.value"
+    "OR m.content_hash <> j.value"
 )
+_SIZE_AT = ItemRow._fields.index("size_bytes")
+_FILLABLE_AT = {ItemRow._fields.index(f): f for f in FILLABLE}
+
+
+def _same_values(row: ItemRow, old: list[Any]) -> bool:
+    """Whether upserting ``row`` would leave the stored values (``old``, a :data:`_CHANGED_SQL` result) as they
+    are: a show's or season's size is the rolled-up one, and a value another source filled stays while Plex
+    has none (see :data:`_UPSERT`). Replaces a per-row digest: only items listed differently get here."""
+    for i, (new, have) in enumerate(zip(row, old[6:], strict=True)):
+        if new == have:
+            continue
+        if i == _SIZE_AT and row[3] in ("show", "season"):
+            continue
+        if new is None and i in _FILLABLE_AT and field_source(old[5], _FILLABLE_AT[i]) != "plex":
+            continue
+        return False
+    return True
 
 
 class _Writer:
     """Classifies listed items against the database and tombstones, and writes a batch in one transaction.
 
-    An item whose stored ``content_hash`` ends with its listing digest (and whose row is active and not
-    blocked) is unchanged: SQLite finds that for the whole page in one statement and no row is built.
-    Every other item gets its row built and its row digest compared; only new and changed rows are written.
+    An item whose stored ``content_hash`` is its listing digest (and whose row is active and not blocked) is
+    unchanged: SQLite finds that for the whole page in one statement and no row is built. Every other item
+    gets its row built and compared with the stored values; only new and changed rows are written.
     """
 
     def __init__(self, store: Store, server: str, sync_id: int | None, *, seen_table: bool) -> None:
@@ -554,23 +568,17 @@ class _Writer:
                 if not old[1] and self._guid_blocked(row):
                     outcome = "tombstoned"
                 else:
-                    if params is not None:
-                        prepared: tuple[Any, ...] | None = params[i]
-                        content_hash = prepared[-2]  # type: ignore[index]
-                        digest = content_hash[:ROW_DIGEST_LEN]
-                    else:
-                        prepared = None
-                        digest = row.content_hash()
-                        content_hash = digest if digests is None else f"{digest}.{digests[i]}"
+                    prepared = params[i] if params is not None else None
+                    content_hash = digests[i] if digests is not None else None
                     if not old[1]:
                         outcome = "added"
                     elif old[3] is not None:
                         outcome = "restored"
-                    elif old[2] is not None and old[2][:ROW_DIGEST_LEN] == digest:
+                    elif _same_values(row, old):
                         # Listed differently (a field we do not mirror changed, or a one-item sync wrote the
                         # row from Plex's full view) but our values are the same: keep the new digest only.
                         outcome = "unchanged"
-                        if digests is not None and content_hash != old[2]:
+                        if content_hash is not None and content_hash != old[2]:
                             refresh.append((content_hash, server, rk))
                     else:
                         outcome = "updated"
