@@ -30,7 +30,7 @@ from smartplexd.demo.universe import Universe, generate
 from smartplexd.errors import EXIT_ERROR, EXIT_OK, EXIT_PLEX_UNAUTHORIZED, EXIT_REFUSED, EXIT_USAGE, PlexUnauthorized
 from smartplexd.events import Event, EventBus
 from smartplexd.plex.client import RetryPolicy
-from smartplexd.plex.sync import MEDIA_INDEXES, LockHeld, field_source, sync_item, sync_server, tombstone_guids
+from smartplexd.plex.sync import LockHeld, field_source, sync_item, sync_server, tombstone_guids
 from smartplexd.store import open_store
 from smartplexd.store.db import Store
 
@@ -765,24 +765,3 @@ def test_a_row_written_by_a_one_item_sync_is_unchanged_for_the_next_full_sync(sm
     assert result.counts["updated"] == 0 and result.counts["unchanged"] == 50
     assert row(small.store, movie.rating_key)["title"] == "Via Webhook"
     assert sync_item(small.config, small.store, "home", movie.rating_key) == "unchanged"
-
-
-# ------------------------------------------------------------------------------------------- bulk loads
-
-
-def media_indexes(store: Store) -> dict[str, str]:
-    rows = store.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'media_items'")
-    return {r["name"]: r["sql"] for r in rows if r["sql"] is not None}
-
-
-def test_the_indexes_a_bulk_load_drops_are_the_migrations_and_come_back(small: Env) -> None:
-    migrated = media_indexes(small.store)
-    assert sorted(migrated.values()) == sorted(MEDIA_INDEXES), "MEDIA_INDEXES must match migration 0002_media"
-    assert small.sync().status == "ok"  # a first load: dropped, then created again
-    assert media_indexes(small.store) == migrated
-    # A bulk load killed before its end leaves them missing: the next sync creates them first.
-    for name in migrated:
-        small.store.execute(f"DROP INDEX {name}")
-    small.faults.revoke_auth = True
-    assert small.sync().status == "unauthorized"
-    assert media_indexes(small.store) == migrated

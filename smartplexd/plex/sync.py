@@ -31,10 +31,6 @@ items are not added. Per-field sources: ``sources`` names only fields whose valu
 ``last_viewed_at``) a value another source wrote is kept with its source, and as soon as Plex has one, Plex
 wins and the field drops out of ``sources``.
 
-A library's first load that makes more than half of ``media_items`` new drops the secondary indexes
-(:data:`MEDIA_INDEXES`) and creates them again before anything reads through them and at the end of the
-sync; every sync begins by creating any that are missing.
-
 On 401 the sync stops at once with status ``unauthorized`` (nothing is swept) and the server is marked
 ``unauthorized``; other failures (after the client's retries) end it with status ``error`` and the server
 marked ``down``. Both are returned in :class:`SyncResult`, not raised; only :class:`LockHeld` is raised.
@@ -292,33 +288,6 @@ def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
     if get("guid"):
         out.append(str(get("guid")))
     return out
-
-
-MEDIA_INDEXES = (
-    "CREATE INDEX media_items_section ON media_items (server, section_id)",
-    "CREATE INDEX media_items_parent ON media_items (server, parent_rating_key)",
-    "CREATE INDEX media_items_grandparent ON media_items (server, grandparent_rating_key)",
-    "CREATE INDEX media_items_tmdb ON media_items (tmdb_id)",
-    "CREATE INDEX media_items_tvdb ON media_items (tvdb_id)",
-)
-"""The secondary indexes of ``media_items`` exactly as migration ``0002_media`` creates them (a test compares
-them with ``sqlite_master``). A bulk load drops them and creates them again at its end; every full sync
-starts by creating any that are missing, so a load that was interrupted leaves them missing only until
-the next sync starts."""
-_INDEX_NAME = re.compile(r"^CREATE INDEX (\w+) ON ")
-
-
-def ensure_indexes(store: Store) -> None:
-    """Create any of :data:`MEDIA_INDEXES` that is missing (a no-op when all exist)."""
-    for sql in MEDIA_INDEXES:
-        store.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
-
-
-def _drop_indexes(store: Store) -> None:
-    for sql in MEDIA_INDEXES:
-        match = _INDEX_NAME.match(sql)
-        assert match is not None
-        store.execute(f"DROP INDEX IF EXISTS {match.group(1)}")
 
 
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
@@ -805,18 +774,13 @@ def sync_server(
     bus.publish("sync.started", server=server, sync_id=sync_id, libraries=wanted)
     log.info("sync %d of Plex server %s started", sync_id, server)
     try:
-        # A bulk load that was interrupted (a killed process, a power cut) left the indexes dropped.
-        ensure_indexes(store)
         with PlexClient(srv, retry=retry) as client:
             identity, latency = measure_identity(client)
             _set_health(store, server, "ok", version=identity.get("version"), latency_ms=round(latency, 1))
             sections = _choose_sections(client.sections(), wanted, server)
             job = _FullSync(config, store, client, srv, sync_id, lock, bus, allow_shrink, counts)
-            try:
-                for section in sections:
-                    library_results.append(job.sync_section(section))
-            finally:
-                job.restore_indexes()
+            for section in sections:
+                library_results.append(job.sync_section(section))
             refusals = [lib["note"] for lib in library_results if lib["sweep"] == "refused"]
             if refusals:
                 status, error = "refused", "; ".join(refusals)
@@ -929,7 +893,6 @@ class _FullSync:
         # A database migrated before sync_pages existed works, without the page cache.
         self.page_cache = store.query_one("SELECT 1 AS x FROM sqlite_master WHERE name = 'sync_pages'") is not None
         self.writer = _Writer(store, self.server, sync_id, seen_table=True)
-        self.indexes_dropped = False
 
     def _refresh_lock(self) -> None:
         if time.monotonic() - self.lock_refreshed >= LOCK_REFRESH:
@@ -1024,16 +987,6 @@ class _FullSync:
         # ... and nothing can be swept afterwards (every active row of the library is one this sync wrote, or
         # one a concurrent one-item sync just fetched from Plex), so the seen keys need not be recorded.
         self.writer.seen_table = not build_rows
-        # A bulk load (most rows of the table will be new ones) inserts without the secondary indexes and
-        # builds them once at the end: sorting once is cheaper than updating five B-trees per row.
-        # They come back before anything reads through them (a sweep, a roll-up) and when the sync ends,
-        # whatever happens (sync_server calls restore_indexes).
-        if build_rows and self._mostly_new(total):
-            if not self.indexes_dropped:
-                _drop_indexes(self.store)
-                self.indexes_dropped = True
-        else:
-            self.restore_indexes()
         consistent = self._load(section_id, title, listings, totals, build_rows, counts, progress)
         if progress.done != total or progress.last == 0.0:
             progress.publish()
@@ -1042,7 +995,6 @@ class _FullSync:
         else:
             sweep, note, removed = self._sweep(section_id, title, consistent)
         if kind == "show":
-            self.restore_indexes()
             # Always, even when nothing was written now: an interrupted sync may have left sizes unrolled.
             _rollup(self.store, self.server, "section_id = :section", {"section": section_id})
         counts["removed"] = removed
@@ -1056,17 +1008,6 @@ class _FullSync:
             "sweep": sweep,
             "note": note,
         }
-
-    def restore_indexes(self) -> None:
-        """Create the indexes a bulk load dropped (see :data:`MEDIA_INDEXES`)."""
-        if self.indexes_dropped:
-            ensure_indexes(self.store)
-            self.indexes_dropped = False
-
-    def _mostly_new(self, listed: int) -> bool:
-        """Whether ``listed`` new items would be more than half of ``media_items`` once written."""
-        found = self.store.query_one("SELECT COUNT(*) AS n FROM media_items")
-        return listed > (found["n"] if found else 0)
 
     def _load(
         self,
