@@ -843,13 +843,22 @@ def _choose_sections(sections: list[dict[str, Any]], wanted: list[str], server: 
     return [by_title[t] for t in wanted]
 
 
+_PAGE_COLUMNS = ("server", "section_id", "type", "start", "size", "body_digest", "total", "items", "digests", "refs")
+_PAGES_PER_STATEMENT = 100
+
+
 class _Batch:
-    """Groups several pages' writes into one transaction, committed every :data:`BATCH_SECONDS`."""
+    """Groups several pages' writes into one transaction, committed every :data:`BATCH_SECONDS`.
+
+    ``pages`` collects the batch's ``sync_pages`` rows: they are written with one statement just before the
+    commit (every statement costs the writer a wait for the GIL when it returns), and dropped on rollback.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._tx: Any = None
         self.started = 0.0
+        self.pages: list[tuple[Any, ...]] = []
 
     def open(self) -> None:
         if self._tx is None:
@@ -864,8 +873,26 @@ class _Batch:
     def close(self, exc: BaseException | None = None) -> None:
         """Commit (or with ``exc``, roll back) the open transaction, if any."""
         tx, self._tx = self._tx, None
-        if tx is not None:
-            tx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        pages, self.pages = self.pages, []
+        if tx is None:
+            return
+        if exc is None:
+            try:
+                self._write_pages(pages)
+            except BaseException as failed:
+                tx.__exit__(type(failed), failed, failed.__traceback__)
+                raise
+        tx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+    def _write_pages(self, pages: list[tuple[Any, ...]]) -> None:
+        width = len(_PAGE_COLUMNS)
+        for i in range(0, len(pages), _PAGES_PER_STATEMENT):
+            chunk = pages[i : i + _PAGES_PER_STATEMENT]
+            values = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
+            self.store.execute(
+                f"INSERT OR REPLACE INTO sync_pages ({', '.join(_PAGE_COLUMNS)}) VALUES {values}",
+                [v for row in chunk for v in row],
+            )
 
 
 class _FullSync:
@@ -893,6 +920,8 @@ class _FullSync:
         # A database migrated before sync_pages existed works, without the page cache.
         self.page_cache = store.query_one("SELECT 1 AS x FROM sqlite_master WHERE name = 'sync_pages'") is not None
         self.writer = _Writer(store, self.server, sync_id, seen_table=True)
+        self.batch = _Batch(store)
+        """The open write batch (a new one per library, see :meth:`_load`)."""
 
     def _refresh_lock(self) -> None:
         if time.monotonic() - self.lock_refreshed >= LOCK_REFRESH:
@@ -1021,7 +1050,7 @@ class _FullSync:
     ) -> bool:
         """Fetch and write every listing of the section; False when a listing changed while it was read."""
         consistent = True
-        batch = _Batch(self.store)
+        batch = self.batch = _Batch(self.store)
         with ThreadPoolExecutor(self.srv.sync.pages_in_flight, thread_name_prefix=f"plex-{self.server}") as pool:
             try:
                 for type_ in listings:
@@ -1066,9 +1095,7 @@ class _FullSync:
             page = self._parse(page.body, section_id, title, type_, page.start, build_rows, page.body_digest)
         counts, _ = self.writer.write(page, section_id, title)
         if self.page_cache and page.body_digest is not None:
-            self.store.execute(
-                "INSERT OR REPLACE INTO sync_pages (server, section_id, type, start, size, body_digest, total, "
-                "items, digests, refs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.batch.pages.append(
                 (
                     self.server,
                     section_id,
@@ -1080,7 +1107,7 @@ class _FullSync:
                     len(page.items),
                     page.page_json,
                     _dumps(sorted(page.refs)).decode(),
-                ),
+                )
             )
         return counts
 
