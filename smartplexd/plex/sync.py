@@ -9,10 +9,10 @@ A full sync (:func:`sync_server`) of one server:
    ``sync.pages_in_flight`` requests outstanding while the previous pages are written — memory stays at
    a few pages whatever the library size;
 3. decides per page what changed, cheapest first: a page whose body has the digest of one parsed before
-   (``sync_pages``) is not parsed at all; otherwise each item's *listing digest* (of the item as listed)
-   is compared with the one stored in ``content_hash``. Either way one SQL statement per page finds the
-   items that are new, removed, deleted or listed differently; only those get a row built (compared with
-   the stored values), and only new or changed rows are written (multi-row upserts; pages are grouped into
+   (``sync_pages``) is not parsed at all; otherwise each item's row is built (in the fetch threads) and
+   its *row digest* compared with the one stored in ``content_hash``. Either way one SQL statement per
+   page finds the items that are new, removed, deleted or whose mirrored values changed; only those are
+   looked at in Python (compared with the stored values), and only new or changed rows are written (multi-row upserts; pages are grouped into
    transactions of about :data:`BATCH_SECONDS`). Every listed rating key goes into a per-sync temp table
    (not on a library's first sync, which has nothing to sweep);
 4. sweeps: active rows of the library that were not listed get ``removed_at`` (rows are never deleted:
@@ -53,7 +53,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-try:  # the listing digest is computed for every listed item: orjson encodes 5-10x faster than json
+try:  # the row digest is computed for every listed item: orjson encodes 5-10x faster than json
     from orjson import dumps as _dumps
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - the stdlib fallback gives the same bytes for the values we encode
@@ -138,15 +138,15 @@ class ItemRow(NamedTuple):
     collections: str
 
 
-def listing_digest(item: Mapping[str, Any]) -> str:
-    """A digest of one item exactly as a listing page delivered it (16 hex digits).
+def row_digest(row: ItemRow) -> str:
+    """A digest of the values a row mirrors (16 hex digits; stable across processes, unlike ``hash()``).
 
-    A full sync stores it in ``content_hash``; when Plex lists the item the same way again, nothing about it
-    can have changed and the sync skips it without building its row. Anything Plex changes in the listing —
-    ``updatedAt``, ``viewCount``, a label, a part's size or file, the section title — changes the digest,
-    whether or not Plex bumped ``updatedAt``.
+    Every write stores it in ``content_hash``. When Plex lists an item whose row digest equals the stored
+    one, nothing the mirror holds can have changed and the sync writes nothing for it; what Plex changes in
+    fields we do not mirror does not matter. A one-item sync (Plex's full view) stores the same digest as a
+    listing of the same values, so the next full sync finds the row unchanged.
     """
-    return hashlib.blake2b(_dumps(item), digest_size=8).hexdigest()
+    return hashlib.blake2b(_dumps(tuple(row)), digest_size=8).hexdigest()
 
 
 COLUMNS = ("server", *ItemRow._fields, "content_hash", "seen_in_sync")
@@ -324,16 +324,17 @@ class Listed(NamedTuple):
     items: list[dict[str, Any]]
     keys: list[str]
     """Each item's rating key."""
-    digests: list[str] | None
-    """:func:`listing_digest` per item (``None`` for a one-item sync's full-metadata view)."""
+    digests: list[str]
+    """:func:`row_digest` per item."""
     page_json: str
-    """``{"<rating key>": "<listing digest>", ...}``: the page as SQLite compares it (a single statement)."""
+    """``{"<rating key>": "<row digest>", ...}``: the page as SQLite compares it (a single statement)."""
     refs: frozenset[str]
     """Every rating key the page mentions (items, parents, grandparents): checked against tombstones at once."""
-    rows: list[ItemRow] | None = None
-    """Rows built in advance (a library with no rows yet: every item will be written), else ``None``."""
+    rows: list[ItemRow]
+    """Each item's row."""
     params: list[tuple[Any, ...]] | None = None
-    """With ``rows``: each row's complete upsert parameters (sources, ``content_hash``, sync id included)."""
+    """Each row's complete upsert parameters (``content_hash`` and sync id included) when built in advance
+    (a library with no rows yet: every item will be written), else ``None``."""
     body_digest: str | None = None
     """The digest of the response body this page was parsed from (for the page cache, ``sync_pages``)."""
     start: int = 0
@@ -353,26 +354,23 @@ class CachedPage(NamedTuple):
     refs: tuple[str, ...] = ()
 
 
-_NO_DIGEST = "-"
-
-
 def listed(
     total: int,
     items: list[dict[str, Any]],
+    section_id: str,
+    section_title: str,
     *,
-    digests: bool = True,
-    build: tuple[str, str, str, int | None] | None = None,
+    params_for: tuple[str, int | None] | None = None,
     body_digest: str | None = None,
     start: int = 0,
 ) -> Listed:
-    """Prepare a page for :meth:`_Writer.write` (the fetch threads call this, off the writer's thread).
-
-    ``digests=False`` for items that are not a listing (a one-item sync's full metadata): they are always
-    compared row by row. ``build=(section_id, section_title, server, sync_id)`` also builds every row and
-    its upsert parameters — worth it only when (nearly) every item will be written.
+    """Prepare a page for :meth:`_Writer.write` (the fetch threads call this, off the writer's thread): every
+    item's row and :func:`row_digest`. ``params_for=(server, sync_id)`` also builds each row's upsert
+    parameters — worth it only when (nearly) every item will be written.
     """
     keys = [str(item["ratingKey"]) for item in items]
-    fps = [listing_digest(item) for item in items] if digests else None
+    rows = [item_row(item, section_id, section_title) for item in items]
+    fps = [row_digest(row) for row in rows]
     refs = set(keys)
     for item in items:
         parent = item.get("parentRatingKey")
@@ -381,20 +379,16 @@ def listed(
             grandparent = item.get("grandparentRatingKey")
             if grandparent is not None:
                 refs.add(str(grandparent))
-    page_json = _dumps(dict(zip(keys, fps or [_NO_DIGEST] * len(keys), strict=True))).decode()
-    rows = params = None
-    if build is not None:
-        section_id, section_title, server, sync_id = build
-        rows = [item_row(item, section_id, section_title) for item in items]
-        if fps is None:
-            params = [(server, *row, None, sync_id) for row in rows]
-        else:
-            params = [(server, *row, fp, sync_id) for row, fp in zip(rows, fps, strict=True)]
+    page_json = _dumps(dict(zip(keys, fps, strict=True))).decode()
+    params = None
+    if params_for is not None:
+        server, sync_id = params_for
+        params = [(server, *row, fp, sync_id) for row, fp in zip(rows, fps, strict=True)]
     return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params, body_digest, start)
 
 
-# The items of a page that are NOT unchanged: new, removed, deleted, or listed differently than when their
-# row was written (a one-item sync stores no listing digest). Everything else costs SQLite an index lookup
+# The items of a page that are NOT unchanged: new, removed, deleted, or with other values than when their
+# row was written. Everything else costs SQLite an index lookup
 # and Python nothing. Each result is [key, exists, content_hash, removed_at, deleted_at], and for an
 # existing row also its sources and its stored values in ItemRow order (compared by _same_values).
 _CHANGED_SQL = (
@@ -427,9 +421,9 @@ def _same_values(row: ItemRow, old: list[Any]) -> bool:
 class _Writer:
     """Classifies listed items against the database and tombstones, and writes a batch in one transaction.
 
-    An item whose stored ``content_hash`` is its listing digest (and whose row is active and not blocked) is
-    unchanged: SQLite finds that for the whole page in one statement and no row is built. Every other item
-    gets its row built and compared with the stored values; only new and changed rows are written.
+    An item whose stored ``content_hash`` is its row digest (and whose row is active and not blocked) is
+    unchanged: SQLite finds that for the whole page in one statement and Python never looks at it. Every
+    other item is compared with the stored values; only new and changed rows are written.
     """
 
     def __init__(self, store: Store, server: str, sync_id: int | None, *, seen_table: bool) -> None:
@@ -533,12 +527,12 @@ class _Writer:
             if not outcome and old is None:
                 outcome = "unchanged"
             if not outcome:
-                row = rows[i] if rows is not None else item_row(item, section_id, section_title)
+                row = rows[i]
                 if not old[1] and self._guid_blocked(row):
                     outcome = "tombstoned"
                 else:
                     prepared = params[i] if params is not None else None
-                    content_hash = digests[i] if digests is not None else None
+                    content_hash = digests[i]
                     if not old[1]:
                         outcome = "added"
                     elif old[3] is not None:
@@ -547,7 +541,7 @@ class _Writer:
                         # Listed differently (a field we do not mirror changed, or a one-item sync wrote the
                         # row from Plex's full view) but our values are the same: keep the new digest only.
                         outcome = "unchanged"
-                        if content_hash is not None and content_hash != old[2]:
+                        if content_hash != old[2]:
                             refresh.append((content_hash, server, rk))
                     else:
                         outcome = "updated"
@@ -933,8 +927,8 @@ class _FullSync:
     ) -> Listed:
         page = self.client.parse_page(body, section_id, start)
         items = [item for item in page.items if item.get("type") == type_]
-        build = (section_id, title, self.server, self.sync_id) if build_rows else None
-        return listed(page.total, items, build=build, body_digest=body_digest, start=start)
+        params_for = (self.server, self.sync_id) if build_rows else None
+        return listed(page.total, items, section_id, title, params_for=params_for, body_digest=body_digest, start=start)
 
     def _cached(self, page: CachedPage, section_id: str, title: str, type_: str, build_rows: bool) -> Any:
         """Complete a :class:`CachedPage` from its ``sync_pages`` row (or parse it, if the row went away)."""
@@ -969,8 +963,8 @@ class _FullSync:
         )
 
         def fetch(offset: int) -> Listed | CachedPage:
-            # Runs in a worker: parsing and digests overlap with the main thread's SQLite work (which runs
-            # without the GIL). Rows are built here only when every item is going to be written anyway.
+            # Runs in a worker: parsing, rows and digests overlap with the main thread's SQLite work (which
+            # runs without the GIL). Upsert parameters are built here only when every item will be written.
             body = client.fetch_page_body(section_id, type_, offset, size)
             body_digest = hashlib.sha256(body).hexdigest()
             if known.get(offset) == body_digest:
@@ -1237,18 +1231,17 @@ def sync_item(
         if own_client:
             plex.close()
     items = [i for i in items if i.get("type") in ITEM_TYPES]
-    # No listing digests: this is the full-metadata view, which a listing never matches; the next full
-    # sync compares row digests for these rows and then stores its listing digest.
-    page = listed(len(items), items, digests=False, build=(section_id, section_title, server, None))
+    page = listed(len(items), items, section_id, section_title, params_for=(server, None))
     _, outcomes = _Writer(store, server, None, seen_table=False).write(page, section_id, section_title)
-    rows = page.rows or []
+    rows = page.rows
     first = rows[0]
     affected = [k for k in (first.parent_rating_key, first.grandparent_rating_key) if k]
     if first.type in ("show", "season"):
         affected += [r.rating_key for r in rows if r.type == "season"] + [first.rating_key]
     if affected:
         _rollup_keys(store, server, affected)
-    outcome = outcomes[first.rating_key]
+    # An item that is not in outcomes was listed with the digest of its active row: unchanged.
+    outcome = outcomes.get(first.rating_key, "unchanged")
     outcome = "added" if outcome == "restored" else outcome
     bus.publish("sync.item", server=server, rating_key=rk, outcome=outcome)
     return outcome
