@@ -12,9 +12,9 @@ A full sync (:func:`sync_server`) of one server:
    (``sync_pages``) is not parsed at all; otherwise each item's row is built (in the fetch threads) and
    its *row digest* compared with the one stored in ``content_hash``. Either way one SQL statement per
    page finds the items that are new, removed, deleted or whose mirrored values changed; only those are
-   looked at in Python (compared with the stored values), and only new or changed rows are written (multi-row upserts; pages are grouped into
-   transactions of about :data:`BATCH_SECONDS`). Every listed rating key goes into a per-sync temp table
-   (not on a library's first sync, which has nothing to sweep);
+   looked at in Python (compared with the stored values), and only new or changed rows are written
+   (multi-row upserts; pages are grouped into transactions of about :data:`BATCH_SECONDS`). Every listed
+   rating key goes into a per-sync temp table (not on a library's first sync, which has nothing to sweep);
 4. sweeps: active rows of the library that were not listed get ``removed_at`` (rows are never deleted:
    history refers to them). The sweep is skipped when a listing changed while it was read, and refused —
    nothing removed, sync status ``refused`` — when it would remove more than
