@@ -149,8 +149,10 @@ def row_digest(row: ItemRow) -> str:
     return hashlib.blake2b(_dumps(tuple(row)), digest_size=8).hexdigest()
 
 
-COLUMNS = ("server", *ItemRow._fields, "content_hash", "seen_in_sync")
-"""What the sync writes; ``sources`` is not among them: see :func:`field_source`."""
+COLUMNS = (*ItemRow._fields, "content_hash", "seen_in_sync", "server")
+"""What the sync writes, in parameter order (a row's values, then the same three for every row of a page, so
+that a page's parameters are built with two ``extend`` calls per row); ``sources`` is not among them: see
+:func:`field_source`."""
 FILLABLE = ("year", "tmdb_id", "tvdb_id", "imdb_id", "last_viewed_at")
 """Fields Plex may leave empty; a value another source wrote is then kept (see the module docstring)."""
 _ALWAYS_PLEX = tuple(f for f in ItemRow._fields if f not in FILLABLE and f not in ("section_id", "rating_key"))
@@ -332,9 +334,10 @@ class Listed(NamedTuple):
     """Every rating key the page mentions (items, parents, grandparents): checked against tombstones at once."""
     rows: list[ItemRow]
     """Each item's row."""
-    params: list[tuple[Any, ...]] | None = None
-    """Each row's complete upsert parameters (``content_hash`` and sync id included) when built in advance
-    (a library with no rows yet: every item will be written), else ``None``."""
+    params: list[Any] | None = None
+    """Every row's upsert parameters in :data:`COLUMNS` order, one flat list (row ``i`` is
+    ``params[i * len(COLUMNS):][:len(COLUMNS)]``), when built in advance (a library with no rows yet: every
+    item will be written), else ``None``."""
     body_digest: str | None = None
     """The digest of the response body this page was parsed from (for the page cache, ``sync_pages``)."""
     start: int = 0
@@ -383,7 +386,11 @@ def listed(
     params = None
     if params_for is not None:
         server, sync_id = params_for
-        params = [(server, *row, fp, sync_id) for row, fp in zip(rows, fps, strict=True)]
+        params = []
+        add = params.extend
+        for row, fp in zip(rows, fps, strict=True):
+            add(row)
+            add((fp, sync_id, server))
     return Listed(total, items, keys, fps, page_json, frozenset(refs), rows, params, body_digest, start)
 
 
@@ -462,6 +469,16 @@ class _Writer:
             sql = self._upserts[n] = _UPSERT.replace(_VALUES, ", ".join([_VALUES] * n), 1)
         return sql
 
+    def _upsert_rows(self, values: list[Any], n: int) -> None:
+        """Upsert ``n`` rows whose parameters are ``values`` (flat, :data:`COLUMNS` order)."""
+        width, step = len(COLUMNS), self.rows_per_statement
+        if n == step:
+            self.store.conn.execute(self._upsert(n), values)
+            return
+        for start in range(0, n, step):
+            k = min(step, n - start)
+            self.store.conn.execute(self._upsert(k), values[start * width : (start + k) * width])
+
     def _guid_blocked(self, row: ItemRow) -> bool:
         if not self.tomb_guids:
             return False
@@ -498,6 +515,19 @@ class _Writer:
             return {"unchanged": n}, {}
         items, keys, digests, rows, params = page.items, page.keys, page.digests, page.rows, page.params
         counts = dict.fromkeys(OUTCOMES, 0)
+        width = len(COLUMNS)
+        if (
+            params is not None
+            and not check_blocked
+            and not self.tomb_guids
+            and len(changed) == n
+            and not any(old[1] for old in changed.values())
+        ):
+            # A first load's page: every item is new and none can be tombstoned. Write the prepared rows.
+            counts["added"] = n
+            with self.store.transaction():
+                self._upsert_rows(params, n)
+            return counts, dict.fromkeys(keys, "added")
         outcomes: dict[str, str] = {}
         writes: list[Any] = []
         n_writes = 0
@@ -531,7 +561,7 @@ class _Writer:
                 if not old[1] and self._guid_blocked(row):
                     outcome = "tombstoned"
                 else:
-                    prepared = params[i] if params is not None else None
+                    prepared = params[i * width : (i + 1) * width] if params is not None else None
                     content_hash = digests[i]
                     if not old[1]:
                         outcome = "added"
@@ -546,7 +576,7 @@ class _Writer:
                     else:
                         outcome = "updated"
                     if outcome != "unchanged":
-                        writes += prepared or (server, *row, content_hash, self.sync_id)
+                        writes += prepared or (*row, content_hash, self.sync_id, server)
                         n_writes += 1
             if outcome == "tombstoned":
                 if item.get("type") in ("show", "season"):
@@ -555,10 +585,7 @@ class _Writer:
             counts[outcome] += 1
             outcomes[rk] = outcome
         with self.store.transaction() as conn:
-            width, step = len(COLUMNS), self.rows_per_statement
-            for start in range(0, n_writes, step):
-                k = min(step, n_writes - start)
-                conn.execute(self._upsert(k), writes[start * width : (start + k) * width])
+            self._upsert_rows(writes, n_writes)
             if refresh:
                 conn.executemany(
                     "UPDATE media_items SET content_hash = ? WHERE server = ? AND rating_key = ? "
