@@ -149,6 +149,8 @@ def row_digest(row: ItemRow) -> str:
     return hashlib.blake2b(_dumps(tuple(row)), digest_size=8).hexdigest()
 
 
+assert ItemRow._fields[2] == "rating_key", "listed() indexes rows directly"
+assert ItemRow._fields[10:12] == ("parent_rating_key", "grandparent_rating_key"), "listed() indexes rows directly"
 COLUMNS = (*ItemRow._fields, "content_hash", "seen_in_sync", "server")
 """What the sync writes, in parameter order (a row's values, then the same three for every row of a page, so
 that a page's parameters are built with two ``extend`` calls per row); ``sources`` is not among them: see
@@ -371,17 +373,11 @@ def listed(
     item's row and :func:`row_digest`. ``params_for=(server, sync_id)`` also builds each row's upsert
     parameters — worth it only when (nearly) every item will be written.
     """
-    keys = [str(item["ratingKey"]) for item in items]
     rows = [item_row(item, section_id, section_title) for item in items]
+    keys = [row[2] for row in rows]
     fps = [row_digest(row) for row in rows]
-    refs = set(keys)
-    for item in items:
-        parent = item.get("parentRatingKey")
-        if parent is not None:
-            refs.add(str(parent))
-            grandparent = item.get("grandparentRatingKey")
-            if grandparent is not None:
-                refs.add(str(grandparent))
+    refs = {*keys, *(row[10] for row in rows), *(row[11] for row in rows)}  # rating key, parent, grandparent
+    refs.discard(None)  # type: ignore[arg-type]
     page_json = _dumps(dict(zip(keys, fps, strict=True))).decode()
     params = None
     if params_for is not None:
