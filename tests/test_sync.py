@@ -765,3 +765,23 @@ def test_a_row_written_by_a_one_item_sync_is_unchanged_for_the_next_full_sync(sm
     assert result.counts["updated"] == 0 and result.counts["unchanged"] == 50
     assert row(small.store, movie.rating_key)["title"] == "Via Webhook"
     assert sync_item(small.config, small.store, "home", movie.rating_key) == "unchanged"
+
+
+def test_a_first_load_over_rows_that_already_exist_counts_and_writes_them_exactly(small: Env) -> None:
+    """A library's first load inserts without asking first; rows that were there anyway (here: written under
+    another section id, one of them removed) are classified as in any other sync."""
+    moved, gone = small.universe.movies[2], small.universe.movies[9]
+    for movie, removed_at in ((moved, None), (gone, 1.0)):
+        small.store.execute(
+            "INSERT INTO media_items (server, section_id, section_title, rating_key, type, title, removed_at) "
+            "VALUES ('home', '99', 'Old', ?, 'movie', 'stale', ?)",
+            (str(movie.rating_key), removed_at),
+        )
+    result = small.sync()
+    assert result.status == "ok"
+    assert (result.counts["added"], result.counts["updated"], result.counts["restored"]) == (49, 1, 1)
+    assert result.counts["unchanged"] == 0 and result.counts["seen"] == 50
+    assert_mirrors_plex(small)
+    assert row(small.store, moved.rating_key)["title"] == moved.title
+    again = small.sync()
+    assert again.counts["unchanged"] == 50

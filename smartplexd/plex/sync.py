@@ -295,6 +295,7 @@ def tombstone_guids(row: Mapping[str, Any]) -> list[str]:
 
 
 _VALUES = f"({', '.join('?' * len(COLUMNS))})"
+_INSERT_NEW = f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES {_VALUES} ON CONFLICT DO NOTHING"
 _UPSERT = (
     f"INSERT INTO media_items ({', '.join(COLUMNS)}) VALUES {_VALUES} "
     "ON CONFLICT (server, rating_key) DO UPDATE SET "
@@ -452,28 +453,32 @@ class _Writer:
             (server,),
         ):
             self.blocked.add(r["rating_key"])
-        self._upserts: dict[int, str] = {}
+        self._upserts: dict[tuple[int, bool], str] = {}
+        self.first_load = False
+        """Set while a library's first load is written (see :meth:`write`)."""
         # One multi-row statement per chunk instead of executemany: sqlite3 releases and re-takes the GIL
         # for every row it steps, and with a fetch thread parsing JSON each re-take waits for it. One
         # statement is one step, and SQLite's work runs without the GIL, beside the fetch threads.
         limit = store.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self.rows_per_statement = max(1, min(500, limit // len(COLUMNS)))
 
-    def _upsert(self, n: int) -> str:
-        sql = self._upserts.get(n)
+    def _upsert(self, n: int, new_only: bool) -> str:
+        sql = self._upserts.get((n, new_only))
         if sql is None:
-            sql = self._upserts[n] = _UPSERT.replace(_VALUES, ", ".join([_VALUES] * n), 1)
+            base = _INSERT_NEW if new_only else _UPSERT
+            sql = self._upserts[(n, new_only)] = base.replace(_VALUES, ", ".join([_VALUES] * n), 1)
         return sql
 
-    def _upsert_rows(self, values: list[Any], n: int) -> None:
-        """Upsert ``n`` rows whose parameters are ``values`` (flat, :data:`COLUMNS` order)."""
+    def _upsert_rows(self, values: list[Any], n: int, *, new_only: bool = False) -> int:
+        """Upsert ``n`` rows whose parameters are ``values`` (flat, :data:`COLUMNS` order); ``new_only``: insert
+        the rows whose rating key has no row yet and leave the others alone. Returns the rows written."""
         width, step = len(COLUMNS), self.rows_per_statement
-        if n == step:
-            self.store.conn.execute(self._upsert(n), values)
-            return
+        written = 0
         for start in range(0, n, step):
             k = min(step, n - start)
-            self.store.conn.execute(self._upsert(k), values[start * width : (start + k) * width])
+            chunk = values if k == n else values[start * width : (start + k) * width]
+            written += self.store.conn.execute(self._upsert(k, new_only), chunk).rowcount
+        return written
 
     def _guid_blocked(self, row: ItemRow) -> bool:
         if not self.tomb_guids:
@@ -500,30 +505,28 @@ class _Writer:
     def write(self, page: Listed, section_id: str, section_title: str) -> tuple[dict[str, int], dict[str, str]]:
         """Write what changed. Returns the page's counts per outcome (:data:`OUTCOMES`) and the outcome of each
         item that was looked at individually (every item that is not unchanged-by-digest), by rating key."""
-        changed = self._changed(page.page_json)
         blocked = self.blocked
         check_blocked = bool(blocked) and not blocked.isdisjoint(page.refs)
         n = len(page.items)
+        items, keys, digests, rows, params = page.items, page.keys, page.digests, page.rows, page.params
+        inserted = 0
+        if self.first_load and params is not None and not check_blocked and not self.tomb_guids:
+            # A first load: insert the rows that are not there yet, without asking first (no new item can be
+            # tombstoned: that needs a blocked key or a tombstone GUID, ruled out above). Nearly always that
+            # is every row; otherwise the rest are classified below, and the inserted ones are unchanged.
+            with self.store.transaction():
+                inserted = self._upsert_rows(params, n, new_only=True)
+            if inserted == n:
+                return {"added": n}, dict.fromkeys(keys, "added")
+        changed = self._changed(page.page_json)
         if not changed and not check_blocked:
             # The common case of a re-sync: every item listed exactly as we stored it.
             if self.seen_table and n:
                 self.store.conn.execute(_SEEN_SQL, (page.page_json,))
-            return {"unchanged": n}, {}
-        items, keys, digests, rows, params = page.items, page.keys, page.digests, page.rows, page.params
+            return {"unchanged": n - inserted, "added": inserted}, {}
         counts = dict.fromkeys(OUTCOMES, 0)
+        counts["added"] = inserted
         width = len(COLUMNS)
-        if (
-            params is not None
-            and not check_blocked
-            and not self.tomb_guids
-            and len(changed) == n
-            and not any(old[1] for old in changed.values())
-        ):
-            # A first load's page: every item is new and none can be tombstoned. Write the prepared rows.
-            counts["added"] = n
-            with self.store.transaction():
-                self._upsert_rows(params, n)
-            return counts, dict.fromkeys(keys, "added")
         outcomes: dict[str, str] = {}
         writes: list[Any] = []
         n_writes = 0
@@ -534,7 +537,7 @@ class _Writer:
             todo = range(n)
         else:
             todo = [i for i, rk in enumerate(keys) if rk in changed]
-            counts["unchanged"] = n - len(todo)
+            counts["unchanged"] = n - len(todo) - inserted
         for i in todo:
             rk = keys[i]
             old = changed.get(rk)  # None: active and listed as stored
@@ -1033,6 +1036,7 @@ class _FullSync:
         # ... and nothing can be swept afterwards (every active row of the library is one this sync wrote, or
         # one a concurrent one-item sync just fetched from Plex), so the seen keys need not be recorded.
         self.writer.seen_table = not build_rows
+        self.writer.first_load = build_rows
         consistent = self._load(section_id, title, listings, totals, build_rows, counts, progress)
         if progress.done != total or progress.last == 0.0:
             progress.publish()
