@@ -35,7 +35,7 @@ import tenacity
 
 try:  # 2x faster than json.loads on listing pages (docs/plex-sync.md); the stdlib parser is the fallback
     from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is optional (python-overseerr brings it along)
+except ImportError:  # pragma: no cover - orjson is a declared dependency; this keeps a broken install working
     _loads = json.loads
 
 from smartplexd import __version__
