@@ -216,10 +216,9 @@ def run(write: bool) -> int:
         "|---|---|---:|",
         *(f"| {svc} | `{req}` | {n} |" for svc, c in full["requests"].items() for req, n in sorted(c.items())),
         "",
-        "Most of the all-four time is the simulators rendering pages (Tautulli ~0.45 s per 10,000 history rows",
-        "of ~1 KB; the simulated Overseerr recomputes each requester's `requestCount` per rendered request,",
-        "~1 s per 1,000 requests) and the client parsing ~110 MB of Tautulli history; the four services are",
-        "fetched concurrently, each once per run, and the 100,000 x 4 `item_facts` upserts take ~1-2 s.",
+        "Most of the all-four time is the simulated Tautulli rendering history pages (~0.45 s per 10,000 rows",
+        "of ~1 KB) and the client parsing ~110 MB of that history; the four services are fetched concurrently,",
+        "each once per run, and the 100,000 x 4 `item_facts` upserts take ~1-2 s.",
     ]
     body = "\n".join(lines)
     print(body)
