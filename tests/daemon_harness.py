@@ -35,7 +35,7 @@ HMAC_SECRET_OLD = "whsec_c2VjcmV0LWJlaW5nLXJvdGF0ZWQtb3V0LTEyMzQ1"
 ALLOWED_ORIGIN = "https://dash.example.net"
 
 REPO = Path(__file__).resolve().parent.parent
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 
 
 def free_port() -> int:

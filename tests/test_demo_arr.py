@@ -1,4 +1,4 @@
-"""The simulated Sonarr and Radarr keep the API v3 contract (shared/contracts/sonarr.md, radarr.md).
+"""The simulated Sonarr and Radarr keep the API v3 contract (tests/contracts/sonarr.md, radarr.md).
 
 Proved with pyarr 5.x (a client nobody here wrote) and raw httpx against real servers on 127.0.0.1.
 """
@@ -24,7 +24,7 @@ from smartplexd.demo.universe import Universe, generate
 
 RADARR_KEY = "demo-radarr-key"
 SONARR_KEY = "demo-sonarr-key"
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 
 # pyarr prints its parameters and warns about its own deprecated helpers; neither is our concern.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -495,7 +495,7 @@ def _schema_properties(service: str, name: str) -> set[str]:
     return set(spec["components"]["schemas"][name]["properties"])
 
 
-@pytest.mark.skipif(not CONTRACTS.exists(), reason="needs the verbatim OpenAPI specs in /work/shared/contracts")
+@pytest.mark.skipif(not CONTRACTS.exists(), reason="needs the verbatim OpenAPI specs in tests/contracts")
 def test_every_emitted_field_is_in_the_upstream_openapi(radarr_srv: ThreadedServer, sonarr_srv: ThreadedServer) -> None:
     r = RadarrAPI(radarr_srv.url, RADARR_KEY)
     s = SonarrAPI(sonarr_srv.url, SONARR_KEY)

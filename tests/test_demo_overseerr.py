@@ -1,4 +1,4 @@
-"""The simulated Overseerr keeps the API v1 contract (shared/contracts/overseerr.md).
+"""The simulated Overseerr keeps the API v1 contract (tests/contracts/overseerr.md).
 
 Proved with python-overseerr (a client nobody here wrote) and raw httpx against a real server on 127.0.0.1.
 """

@@ -1,4 +1,4 @@
-"""The simulated Plex Media Server keeps the PMS contract (shared/contracts/plex.md).
+"""The simulated Plex Media Server keeps the PMS contract (tests/contracts/plex.md).
 
 Proved with python-plexapi (a client nobody here wrote, speaking XML) and raw httpx (JSON and XML) against a
 real server on 127.0.0.1.
@@ -25,7 +25,7 @@ from smartplexd.demo.serving import ThreadedServer
 from smartplexd.demo.universe import Movie, Universe, generate
 
 TOKEN = "demo-plex-token"
-CONTRACTS = Path("/work/shared/contracts/plex")
+CONTRACTS = Path(__file__).resolve().parent / "contracts" / "plex"
 NOW = 1_700_000_000
 
 

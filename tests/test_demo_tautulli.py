@@ -1,4 +1,4 @@
-"""The simulated Tautulli keeps the API v2 contract (shared/contracts/tautulli.md).
+"""The simulated Tautulli keeps the API v2 contract (tests/contracts/tautulli.md).
 
 Proved with pytautulli (a client nobody here wrote) and raw httpx against a real server on 127.0.0.1.
 """

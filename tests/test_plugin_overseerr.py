@@ -19,7 +19,7 @@ from smartplexd.health import check_health
 from smartplexd.model import Health, StepStatus
 from smartplexd_plugins import overseerr as plugin
 
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 KEY = overseerr.DEFAULT_API_KEY
 
 

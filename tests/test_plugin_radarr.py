@@ -21,7 +21,7 @@ from smartplexd.health import check_health, stored
 from smartplexd.model import Health, StepStatus
 from smartplexd_plugins import radarr as plugin
 
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from smartplexd.health import check_health
 from smartplexd.model import Health, StepStatus
 from smartplexd_plugins import sonarr as plugin
 
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 
 
 @pytest.fixture(scope="module")

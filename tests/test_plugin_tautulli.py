@@ -19,7 +19,7 @@ from smartplexd.health import check_health
 from smartplexd.model import Health
 from smartplexd_plugins import tautulli as plugin
 
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 KEY = tautulli.DEFAULT_API_KEY
 
 

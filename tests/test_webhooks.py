@@ -1,7 +1,7 @@
 """Webhook stories against a real daemon process: every sender, good and bad, and nothing lost.
 
 One daemon (``python -m smartplexd run``) serves the whole module, in front of a simulated Plex. Payloads
-are the contract fixtures in /work/shared/contracts; signatures are made with the ``standardwebhooks``
+are the contract fixtures in tests/contracts; signatures are made with the ``standardwebhooks``
 package, so our verifier is checked against the reference implementation, not against itself.
 """
 

@@ -2,7 +2,7 @@
 disk space, quality profiles, root folders, commands and the ``/_sim/arr`` control routes.
 
 Both services are built on the same "Servarr" code base, so they answer these endpoints identically
-(see /work/shared/contracts/sonarr.md and radarr.md):
+(see tests/contracts/sonarr.md and radarr.md):
 
 - Auth: query ``apikey``, then header ``X-Api-Key``, then ``Authorization: Bearer``; anything else is a
   401 with an empty body.

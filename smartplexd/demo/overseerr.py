@@ -2,7 +2,7 @@
 
 Every universe item with a ``request`` becomes one Overseerr ``Media`` row (``ratingKey`` = its Plex rating
 key, ``tmdbId``/``tvdbId`` from the universe) and one ``MediaRequest`` with the same id as the universe
-request. Shapes, defaults and status codes follow ``shared/contracts/overseerr.md``:
+request. Shapes, defaults and status codes follow ``tests/contracts/overseerr.md``:
 
 - auth is the ``X-Api-Key`` header; a bad or missing key answers **403**
   ``{"status": 403, "error": "You do not have permission to access this endpoint"}``;

@@ -2,7 +2,7 @@
 
 python-plexapi and our own client talk to it unchanged: the same paths, the same XML (the default) or JSON
 (``Accept: application/json``), the same paging headers, the same 401/404/400 HTML bodies. See
-``/work/shared/contracts/plex.md`` for what real PMS does and where that is unconfirmed.
+``tests/contracts/plex.md`` for what real PMS does and where that is unconfirmed.
 
 What Plex shows is a view over the shared universe:
 

@@ -2,7 +2,7 @@
 
 ``create_app(universe, instance="radarr4k")`` holds only the movies whose ``Movie.radarr`` is that
 instance; every movie of the universe can be looked up and added (the universe plays TMDB). Behaviour
-follows /work/shared/contracts/radarr.md: whole-catalogue ``GET /api/v3/movie`` (no paging), deletes with
+follows tests/contracts/radarr.md: whole-catalogue ``GET /api/v3/movie`` (no paging), deletes with
 ``deleteFiles``/``addImportExclusion``, ``POST /api/v3/movie`` with Servarr validation errors, commands.
 
 Tests read and change ``app[ARR_STATE]`` (a :class:`RadarrState`); another process uses ``/_sim/arr/*``

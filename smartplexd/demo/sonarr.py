@@ -3,7 +3,7 @@
 
 ``create_app(universe, instance="sonarr")`` holds the universe shows whose ``Show.sonarr`` is that
 instance, with one episode file per universe episode; every universe show can be looked up and added
-(the universe plays TVDB). Behaviour follows /work/shared/contracts/sonarr.md: whole-catalogue
+(the universe plays TVDB). Behaviour follows tests/contracts/sonarr.md: whole-catalogue
 ``GET /api/v3/series``, episodes and episode files per series, ``PUT /api/v3/episode/monitor`` (202 with
 the episodes), deletes with ``deleteFiles``/``addImportListExclusion``, Servarr validation errors.
 Series and season ``statistics`` are computed from the episodes and files, so they stay right when

@@ -2,7 +2,7 @@
 
 One endpoint, ``GET /api/v2?apikey=<key>&cmd=<command>&...``, answers the envelope
 ``{"response": {"result": "success"|"error", "message": str|null, "data": ...}}`` with the status codes of
-``shared/contracts/tautulli.md``: missing key → 401 ``Parameter apikey is required``, missing or unknown
+``tests/contracts/tautulli.md``: missing key → 401 ``Parameter apikey is required``, missing or unknown
 ``cmd`` → 400, wrong key → 401 ``Invalid apikey``, a command failing on bad parameters → 500
 ``Check the logs for errors``. Every view in the universe (movies and episodes) is one history row.
 
