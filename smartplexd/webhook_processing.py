@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smartplexd.model import PluginContext, WebhookEvent
+from smartplexd.store import locks
 from smartplexd.store.db import Store
 from smartplexd.store.locks import LockHeld
 
@@ -58,19 +59,12 @@ class ProcessStats:
         return self.processed + self.ignored + self.deferred + self.failed
 
 
-def sync_lock_name(server: str) -> str:
-    """The lock a full sync of ``server`` holds (:func:`smartplexd.plex.sync.lock_name`)."""
+def full_sync_running(store: Store, server: str) -> bool:
+    """Whether a full sync of ``server`` holds its lock (with a lease that has not run out)."""
     from smartplexd.plex.sync import lock_name
 
-    return lock_name(server)
-
-
-def full_sync_running(store: Store, server: str) -> bool:
-    row = store.query_one(
-        "SELECT expires_at FROM locks WHERE name = ?",
-        (sync_lock_name(server),),
-    )
-    return row is not None and row["expires_at"] > time.time()
+    held = locks.holder(store, lock_name(server))
+    return held is not None and held["expires_at"] > time.time()
 
 
 def due_events(store: Store, now: float, limit: int) -> list[dict[str, Any]]:
